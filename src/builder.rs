@@ -1,0 +1,330 @@
+//! The builder: socket options, backlog, and the bind path.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use socket2::{Domain, Socket, Type};
+
+use crate::{sys, Error, Listener, DEFAULT_BACKLOG};
+
+/// Configures and binds a [`Listener`].
+///
+/// Every option left alone keeps what `std::net::TcpListener::bind` does, so a builder with no
+/// options makes the same system calls as std (`socket`, `SO_REUSEADDR` on Unix, `bind`,
+/// `listen`) and differs only in the backlog: the largest the kernel allows.
+///
+/// The builder is cheap to clone and is not consumed by [`bind`](Self::bind), so one builder can
+/// bind many listeners.
+///
+/// ```
+/// use maxlisten::ListenerBuilder;
+///
+/// let builder = ListenerBuilder::new().tcp_nodelay(true);
+/// let v4 = builder.bind("127.0.0.1:0")?;
+/// let another = builder.bind("127.0.0.1:0")?;
+/// assert_ne!(v4.local_addr()?, another.local_addr()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use = "a builder does nothing until `bind` is called"]
+pub struct ListenerBuilder {
+    backlog: Option<u32>,
+    reuse_address: Option<bool>,
+    reuse_port: Option<bool>,
+    only_v6: Option<bool>,
+    nonblocking: Option<bool>,
+    tcp_nodelay: Option<bool>,
+    recv_buffer_size: Option<usize>,
+    send_buffer_size: Option<usize>,
+    ttl: Option<u32>,
+}
+
+impl ListenerBuilder {
+    /// A builder with the defaults: the largest backlog ([`DEFAULT_BACKLOG`]), `SO_REUSEADDR` on
+    /// Unix and off on Windows (as std), blocking, and every other option as the OS sets it.
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().bind("127.0.0.1:0")?;
+    /// assert_eq!(listener.backlog().requested(), maxlisten::DEFAULT_BACKLOG);
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The backlog to ask `listen(2)` for. Default: [`DEFAULT_BACKLOG`] (`i32::MAX`), which every
+    /// kernel lowers to its own limit.
+    ///
+    /// Values above `i32::MAX` are passed as `i32::MAX`, never as a negative number (NetBSD
+    /// would read a negative backlog as 0). Where the kernel stores fewer bits the value is
+    /// capped first: 65535 on Linux older than 4.1, 32767 on Apple systems.
+    /// `0` is passed as is: Linux then holds one connection; Apple kernels read 0 as "the
+    /// limit"; OpenBSD raises it to `kern.sominconn`. [`Listener::backlog`] tells what was applied.
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().backlog(1024).bind("127.0.0.1:0")?;
+    /// assert_eq!(listener.backlog().requested(), 1024);
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn backlog(mut self, backlog: u32) -> Self {
+        self.backlog = Some(backlog);
+        self
+    }
+
+    /// `SO_REUSEADDR`: bind a port that still has connections in `TIME_WAIT`.
+    /// Default: on for Unix, off for Windows, as std does. On Windows it lets another socket
+    /// take over a bound port, so leave it off there.
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().reuse_address(true).bind("127.0.0.1:0")?;
+    /// assert!(socket2::SockRef::from(&listener).reuse_address()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.reuse_address = Some(on);
+        self
+    }
+
+    /// `SO_REUSEPORT`: let several sockets bind the same address and port (on Linux the kernel
+    /// spreads connections among them). Default off: with it on, any process of the same user
+    /// can bind the port too and receive a share of the connections.
+    ///
+    /// Unix only (not illumos or Solaris); on Windows `true` fails at bind time with an
+    /// [`Error::SetOption`] of kind `Unsupported`.
+    ///
+    /// ```
+    /// # #[cfg(all(unix, not(any(target_os = "illumos", target_os = "solaris"))))]
+    /// # {
+    /// let builder = maxlisten::ListenerBuilder::new().reuse_port(true);
+    /// let first = builder.bind("127.0.0.1:0")?;
+    /// let second = builder.bind(first.local_addr()?)?;
+    /// assert_eq!(first.local_addr()?, second.local_addr()?);
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = Some(on);
+        self
+    }
+
+    /// `IPV6_V6ONLY`: whether an IPv6 listener refuses IPv4-mapped connections.
+    /// Default: left as the OS sets it (off on Linux unless `net.ipv6.bindv6only` says otherwise,
+    /// on for Windows and OpenBSD).
+    ///
+    /// Once set, binding an IPv4 address is an [`Error::SetOption`] of kind `InvalidInput`,
+    /// returned before any socket is made.
+    ///
+    /// ```
+    /// let builder = maxlisten::ListenerBuilder::new().only_v6(true);
+    /// if let Ok(v6) = builder.bind("[::1]:0") {
+    ///     assert!(socket2::SockRef::from(&v6).only_v6()?);
+    /// }
+    /// let err = builder.bind("127.0.0.1:0").unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn only_v6(mut self, on: bool) -> Self {
+        self.only_v6 = Some(on);
+        self
+    }
+
+    /// Put the listener in non-blocking mode (`O_NONBLOCK`, `FIONBIO` on Windows): `accept`
+    /// returns `WouldBlock` instead of waiting. Default off, as std.
+    /// [`Listener::into_tokio`] sets it itself.
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().nonblocking(true).bind("127.0.0.1:0")?;
+    /// let err = listener.accept().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock);
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn nonblocking(mut self, on: bool) -> Self {
+        self.nonblocking = Some(on);
+        self
+    }
+
+    /// `TCP_NODELAY` on the listening socket. Linux and the BSDs copy it to accepted
+    /// connections; to be portable, also set it on each accepted stream. Default off.
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().tcp_nodelay(true).bind("127.0.0.1:0")?;
+    /// assert!(socket2::SockRef::from(&listener).tcp_nodelay()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn tcp_nodelay(mut self, on: bool) -> Self {
+        self.tcp_nodelay = Some(on);
+        self
+    }
+
+    /// `SO_RCVBUF`, set before `listen(2)` so that accepted connections inherit it and the
+    /// window scale is chosen for it. The kernel adjusts the value: Linux doubles it and clamps
+    /// it to `net.core.rmem_max` (and to a minimum, so `0` gives the smallest buffer); values
+    /// above `i32::MAX` are passed as `i32::MAX`.
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().recv_buffer_size(64 * 1024).bind("127.0.0.1:0")?;
+    /// assert!(socket2::SockRef::from(&listener).recv_buffer_size()? >= 64 * 1024);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `SO_SNDBUF`, inherited by accepted connections. Adjusted by the kernel as
+    /// [`recv_buffer_size`](Self::recv_buffer_size) is (`net.core.wmem_max` on Linux).
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().send_buffer_size(64 * 1024).bind("127.0.0.1:0")?;
+    /// assert!(socket2::SockRef::from(&listener).send_buffer_size()? >= 64 * 1024);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.send_buffer_size = Some(bytes);
+        self
+    }
+
+    /// `IP_TTL` for IPv4 or `IPV6_UNICAST_HOPS` for IPv6, inherited by accepted connections.
+    /// Must be 1 to 255: anything else is an [`Error::SetOption`] of kind `InvalidInput`,
+    /// returned before any socket is made.
+    ///
+    /// ```
+    /// let listener = maxlisten::ListenerBuilder::new().ttl(64).bind("127.0.0.1:0")?;
+    /// assert_eq!(socket2::SockRef::from(&listener).ttl_v4()?, 64);
+    /// assert!(maxlisten::ListenerBuilder::new().ttl(256).bind("127.0.0.1:0").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ttl(mut self, ttl: u32) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// Resolves `addr`, then makes, configures, binds and listens on a socket for each address
+    /// in turn, as std does; the first that succeeds is returned.
+    ///
+    /// The backlog actually applied is not read here (that would cost a system call on every
+    /// bind): ask [`Listener::backlog`].
+    ///
+    /// `addr` is anything [`ToSocketAddrs`] takes (`"host:port"`, `(ip, port)`, a
+    /// [`SocketAddr`], a slice of them); it must also be `Debug` so that an error can show it.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Resolve`]: the name does not resolve, or the text is not an address.
+    /// - [`Error::NoAddresses`]: it resolved to nothing (an empty slice).
+    /// - [`Error::SetOption`]: an option does not fit the address (`only_v6` on IPv4, a TTL
+    ///   outside 1..=255), the platform (`reuse_port` on Windows), or the kernel refused it.
+    /// - [`Error::Socket`], [`Error::Bind`], [`Error::Listen`]: that system call failed, with the
+    ///   address; `AddrInUse`, `AddrNotAvailable` and `PermissionDenied` are the usual kinds.
+    /// - [`Error::AllAddressesFailed`]: several addresses were tried and all failed; each error
+    ///   is kept.
+    ///
+    /// A failed attempt closes its socket before the next address is tried: nothing leaks.
+    ///
+    /// ```
+    /// let builder = maxlisten::ListenerBuilder::new();
+    /// let listener = builder.bind("localhost:0")?;
+    /// assert!(listener.local_addr()?.ip().is_loopback());
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn bind<A: ToSocketAddrs + fmt::Debug>(&self, addr: A) -> Result<Listener, Error> {
+        let addrs = addr.to_socket_addrs().map_err(|source| Error::Resolve {
+            input: format!("{addr:?}"),
+            source,
+        })?;
+        let mut errors = Vec::new();
+        for one in addrs {
+            match self.bind_addr(one) {
+                Ok(listener) => return Ok(listener),
+                Err(err) => errors.push(err),
+            }
+        }
+        let input = format!("{addr:?}");
+        Err(match errors.len() {
+            0 => Error::NoAddresses { input },
+            1 => errors.remove(0),
+            _ => Error::AllAddressesFailed { input, errors },
+        })
+    }
+
+    /// The bind path for one address.
+    fn bind_addr(&self, addr: SocketAddr) -> Result<Listener, Error> {
+        let option = |option: &'static str| move |source| Error::SetOption {
+            option,
+            addr,
+            source,
+        };
+        let invalid = |name: &'static str, why: String| {
+            Err(option(name)(io::Error::new(io::ErrorKind::InvalidInput, why)))
+        };
+        // Checks that need no socket come first, so that bad input makes none.
+        if self.only_v6.is_some() && addr.is_ipv4() {
+            return invalid(
+                "IPV6_V6ONLY",
+                format!("only_v6 applies to IPv6 addresses, not {addr}"),
+            );
+        }
+        let ttl_option = if addr.is_ipv4() {
+            "IP_TTL"
+        } else {
+            "IPV6_UNICAST_HOPS"
+        };
+        if let Some(ttl) = self.ttl.filter(|ttl| !(1..=255).contains(ttl)) {
+            return invalid(ttl_option, format!("TTL must be 1 to 255, not {ttl}"));
+        }
+
+        // Closed on drop, so an error below leaks nothing.
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+            .map_err(|source| Error::Socket { addr, source })?;
+        if self.reuse_address.unwrap_or(cfg!(unix)) {
+            socket
+                .set_reuse_address(true)
+                .map_err(option("SO_REUSEADDR"))?;
+        }
+        if self.reuse_port == Some(true) {
+            sys::set_reuse_port(&socket, true).map_err(option("SO_REUSEPORT"))?;
+        }
+        if let Some(on) = self.only_v6 {
+            socket.set_only_v6(on).map_err(option("IPV6_V6ONLY"))?;
+        }
+        if self.tcp_nodelay == Some(true) {
+            socket.set_tcp_nodelay(true).map_err(option("TCP_NODELAY"))?;
+        }
+        let int_max = i32::MAX as usize;
+        if let Some(bytes) = self.recv_buffer_size {
+            socket
+                .set_recv_buffer_size(bytes.min(int_max))
+                .map_err(option("SO_RCVBUF"))?;
+        }
+        if let Some(bytes) = self.send_buffer_size {
+            socket
+                .set_send_buffer_size(bytes.min(int_max))
+                .map_err(option("SO_SNDBUF"))?;
+        }
+        if let Some(ttl) = self.ttl {
+            let set = if addr.is_ipv4() {
+                socket.set_ttl_v4(ttl)
+            } else {
+                socket.set_unicast_hops_v6(ttl)
+            };
+            set.map_err(option(ttl_option))?;
+        }
+        if self.nonblocking == Some(true) {
+            socket
+                .set_nonblocking(true)
+                .map_err(option("O_NONBLOCK"))?;
+        }
+        socket
+            .bind(&addr.into())
+            .map_err(|source| Error::Bind { addr, source })?;
+        let requested = self.backlog.unwrap_or(DEFAULT_BACKLOG);
+        socket
+            .listen(sys::listen_arg(requested))
+            .map_err(|source| Error::Listen {
+                addr: Some(addr),
+                source,
+            })?;
+        Ok(Listener::new(socket.into(), requested))
+    }
+}

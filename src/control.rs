@@ -1,0 +1,190 @@
+//! Operating a backlog at runtime, on any listening socket: the system limit, re-listening,
+//! and the accept queue.
+
+use std::net::SocketAddr;
+
+use socket2::{SockRef, Socket};
+
+use crate::{sys, Backlog, Error, QueueStats};
+
+/// The system's cap on the backlog, as the OS reports it now: `None` where the OS has no such
+/// number (Windows) or it cannot be read.
+///
+/// Read fresh on each call (one file read or `sysctl`), so it sees a limit changed while the
+/// program runs.
+///
+/// | OS | source |
+/// |---|---|
+/// | Linux, Android | `/proc/sys/net/core/somaxconn` of the calling thread's network namespace |
+/// | FreeBSD | `kern.ipc.soacceptqueue` (`kern.ipc.somaxconn` on old releases) |
+/// | macOS, iOS | `kern.ipc.somaxconn` |
+/// | OpenBSD, NetBSD | `kern.somaxconn` |
+/// | Windows and the rest | `None` |
+///
+/// ```
+/// match maxlisten::system_limit() {
+///     Some(limit) => println!("the kernel caps every backlog at {limit}"),
+///     None => println!("this OS has no readable backlog limit"),
+/// }
+/// # #[cfg(target_os = "linux")]
+/// # assert!(maxlisten::system_limit().is_some());
+/// ```
+pub fn system_limit() -> Option<u32> {
+    sys::system_limit()
+}
+
+/// The name of the setting [`system_limit`] reads, for messages: `net.core.somaxconn` on
+/// Linux, `kern.ipc.soacceptqueue` on FreeBSD, `kern.ipc.somaxconn` on Apple systems,
+/// `kern.somaxconn` on OpenBSD and NetBSD, and a note in parentheses elsewhere.
+///
+/// ```
+/// # #[cfg(target_os = "linux")]
+/// assert_eq!(maxlisten::system_limit_name(), "net.core.somaxconn");
+/// ```
+pub fn system_limit_name() -> &'static str {
+    sys::LIMIT_NAME
+}
+
+/// Calls `listen(2)` again on a socket that already listens, with a new backlog, and reports
+/// what the kernel applied. Works on any listener: std's, tokio's, socket2's, one inherited
+/// from systemd.
+///
+/// This is how a server bound with std's fixed 128 gets the full queue, and how a running
+/// server picks up a system limit raised after it started (the kernel reads the limit only in
+/// `listen`). Linux, the BSDs and Apple kernels change only the backlog of a listening socket.
+/// On Windows the call succeeds but changes nothing, and the report says `Unknown`.
+///
+/// The value passed is capped as in [`ListenerBuilder::backlog`](crate::ListenerBuilder::backlog).
+///
+/// # Errors
+///
+/// - [`Error::NotListening`] if the socket does not listen: then `listen` is *not* called,
+///   since on a bound socket it would start listening.
+/// - [`Error::Query`] if `SO_ACCEPTCONN` cannot be read (not a socket, say).
+/// - [`Error::Listen`] if the kernel refuses.
+///
+/// ```
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // std passes 128
+/// let backlog = maxlisten::set_backlog(&listener, u32::MAX)?;
+/// # #[cfg(target_os = "linux")]
+/// assert_eq!(backlog.applied(), maxlisten::system_limit());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(unix)]
+pub fn set_backlog<S: std::os::fd::AsFd>(listener: &S, backlog: u32) -> Result<Backlog, Error> {
+    set_backlog_on(&SockRef::from(listener), backlog)
+}
+
+/// Calls `listen` again on a listening socket. See the Unix documentation: on Windows the call
+/// succeeds without changing the backlog, and the report says `Unknown`.
+///
+/// # Errors
+///
+/// [`Error::NotListening`], [`Error::Query`] or [`Error::Listen`], as on Unix.
+///
+/// ```
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// maxlisten::set_backlog(&listener, u32::MAX)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(windows)]
+pub fn set_backlog<S: std::os::windows::io::AsSocket>(
+    listener: &S,
+    backlog: u32,
+) -> Result<Backlog, Error> {
+    set_backlog_on(&SockRef::from(listener), backlog)
+}
+
+/// Reads how many connections wait for `accept()` on any listening TCP socket, and its
+/// applied backlog.
+///
+/// | OS | source | system calls |
+/// |---|---|---|
+/// | Linux, Android | `TCP_INFO`: `tcpi_unacked`, `tcpi_sacked` | 1 |
+/// | FreeBSD | `SO_LISTENQLEN`, `SO_LISTENQLIMIT` | 3 |
+/// | macOS, iOS | `proc_pidfdinfo`: `soi_qlen`, `soi_qlimit` | 2 |
+/// | Windows, OpenBSD, NetBSD, others | [`Error::Query`] of kind `Unsupported` | 0 |
+///
+/// # Errors
+///
+/// - [`Error::NotListening`] for a TCP socket that does not listen.
+/// - [`Error::Query`] if the reading fails: kind `Unsupported` for a socket that is not TCP
+///   (a Unix socket) on Linux, and on platforms that cannot read the queue.
+///
+/// ```
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // std passes 128
+/// let _client = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// # #[cfg(target_os = "linux")]
+/// # {
+/// let stats = maxlisten::queue_stats(&listener)?;
+/// assert_eq!(stats.queued, 1);
+/// assert_eq!(Some(stats.backlog), maxlisten::system_limit().map(|limit| limit.min(128)));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(unix)]
+pub fn queue_stats<S: std::os::fd::AsFd>(listener: &S) -> Result<QueueStats, Error> {
+    queue_stats_on(&SockRef::from(listener))
+}
+
+/// Reads the accept queue. Windows has no such reading: this always returns
+/// [`Error::Query`] of kind `Unsupported` (or [`Error::NotListening`]).
+///
+/// # Errors
+///
+/// As described: Windows cannot read the queue.
+///
+/// ```
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// assert!(maxlisten::queue_stats(&listener).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(windows)]
+pub fn queue_stats<S: std::os::windows::io::AsSocket>(listener: &S) -> Result<QueueStats, Error> {
+    queue_stats_on(&SockRef::from(listener))
+}
+
+/// The local address of a socket, for error messages.
+fn addr_of(socket: &Socket) -> Option<SocketAddr> {
+    socket.local_addr().ok()?.as_socket()
+}
+
+/// Fails unless the socket listens.
+fn ensure_listening(socket: &Socket) -> Result<(), Error> {
+    match sys::is_listening(socket) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::NotListening {
+            addr: addr_of(socket),
+        }),
+        Err(source) => Err(Error::Query {
+            what: "SO_ACCEPTCONN",
+            addr: addr_of(socket),
+            source,
+        }),
+    }
+}
+
+pub(crate) fn set_backlog_on(socket: &Socket, backlog: u32) -> Result<Backlog, Error> {
+    ensure_listening(socket)?;
+    socket
+        .listen(sys::listen_arg(backlog))
+        .map_err(|source| Error::Listen {
+            addr: addr_of(socket),
+            source,
+        })?;
+    Ok(sys::applied_backlog(socket, backlog))
+}
+
+pub(crate) fn queue_stats_on(socket: &Socket) -> Result<QueueStats, Error> {
+    match sys::queue_stats(socket) {
+        Ok(Some(stats)) => Ok(stats),
+        Ok(None) => Err(Error::NotListening {
+            addr: addr_of(socket),
+        }),
+        Err(failed) => Err(Error::Query {
+            what: failed.what,
+            addr: addr_of(socket),
+            source: failed.source,
+        }),
+    }
+}

@@ -1,0 +1,221 @@
+//! The error type: which step failed, on which address, and the OS error behind it.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// Why making or operating a listener failed.
+///
+/// Every variant names the step that failed and the address it failed on (or the text that did
+/// not resolve), and keeps the operating system's error as its [`source`](std::error::Error::source).
+/// The message includes that OS error, so a plain `eprintln!("{err}")` or a `?` into an
+/// [`io::Error`] still says why.
+///
+/// [`Error::kind`] gives the [`io::ErrorKind`] of the underlying error (`AddrInUse`,
+/// `AddrNotAvailable`, `PermissionDenied`, ...), and `io::Error::from(err)` keeps both that kind
+/// and the message, so `maxlisten::bind(addr)?` works in a function that returns
+/// [`io::Result`].
+///
+/// ```
+/// use std::io;
+///
+/// fn serve() -> io::Result<()> {
+///     let first = maxlisten::bind("127.0.0.1:0")?;
+///     let port = first.local_addr()?.port();
+///     // The port is taken, and the error says so, with the address.
+///     let err = maxlisten::bind(("127.0.0.1", port)).unwrap_err();
+///     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+///     assert!(err.to_string().contains(&format!("127.0.0.1:{port}")));
+///     Ok(())
+/// }
+/// serve().unwrap();
+/// ```
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The address could not be resolved: a name the resolver does not know, or text that is
+    /// not an address (kind `InvalidInput`). `input` is the address as given, `Debug`-formatted.
+    #[error("resolve {input}: {source}")]
+    Resolve {
+        /// The address as the caller gave it.
+        input: String,
+        /// The resolver's error.
+        source: io::Error,
+    },
+
+    /// The address resolved to no socket address at all (kind `InvalidInput`), for example an
+    /// empty slice.
+    #[error("resolve {input}: no addresses to bind")]
+    NoAddresses {
+        /// The address as the caller gave it.
+        input: String,
+    },
+
+    /// `socket(2)` failed, for example when the process is out of file descriptors.
+    #[error("create socket for {addr}: {source}")]
+    Socket {
+        /// The address the socket was for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+
+    /// Setting a socket option failed, or the option does not fit the address (`only_v6` on an
+    /// IPv4 address) or the platform (kind `Unsupported`).
+    #[error("set {option} for {addr}: {source}")]
+    SetOption {
+        /// The option, as the OS names it (`SO_REUSEPORT`, `IPV6_V6ONLY`, ...).
+        option: &'static str,
+        /// The address the socket was for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+
+    /// `bind(2)` failed: the port is in use (`AddrInUse`), the address is not on this host
+    /// (`AddrNotAvailable`), or the port is privileged (`PermissionDenied`).
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address that could not be bound.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+
+    /// `listen(2)` failed.
+    #[error("listen on {}: {source}", Addr(addr))]
+    Listen {
+        /// The listener's local address, where it could be read.
+        addr: Option<SocketAddr>,
+        /// The OS error.
+        source: io::Error,
+    },
+
+    /// Every address the input resolved to failed; each failure is kept, in the order tried.
+    /// [`Error::kind`] is the kind of the last one, as with `std`.
+    #[error("bind {input}: every address failed: {}", List(errors))]
+    AllAddressesFailed {
+        /// The address as the caller gave it.
+        input: String,
+        /// One error per address tried.
+        errors: Vec<Error>,
+    },
+
+    /// A backlog change or a queue reading was asked of a socket that is not listening
+    /// (kind `InvalidInput`). Nothing was changed: `listen(2)` was not called.
+    #[error("{} is not a listening socket", Addr(addr))]
+    NotListening {
+        /// The socket's local address, where it could be read.
+        addr: Option<SocketAddr>,
+    },
+
+    /// Reading the state of a listener from the kernel failed, or this platform cannot report it
+    /// (kind `Unsupported`).
+    #[error("read {what} of {}: {source}", Addr(addr))]
+    Query {
+        /// What was read (`TCP_INFO`, `SO_LISTENQLEN`, ...).
+        what: &'static str,
+        /// The listener's local address, where it could be read.
+        addr: Option<SocketAddr>,
+        /// The OS error.
+        source: io::Error,
+    },
+
+    /// The listener could not be handed to an async runtime (no runtime running, or the
+    /// runtime refused to register it).
+    #[error("register {} with the async runtime: {source}", Addr(addr))]
+    Register {
+        /// The listener's local address, where it could be read.
+        addr: Option<SocketAddr>,
+        /// The runtime's error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] of the underlying error.
+    ///
+    /// For [`Error::AllAddressesFailed`] it is the kind of the last address's error;
+    /// for [`Error::NoAddresses`] and [`Error::NotListening`], `InvalidInput`.
+    ///
+    /// ```
+    /// let err = maxlisten::bind("not an address").unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            Error::Resolve { source, .. }
+            | Error::Socket { source, .. }
+            | Error::SetOption { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Listen { source, .. }
+            | Error::Query { source, .. }
+            | Error::Register { source, .. } => source.kind(),
+            Error::AllAddressesFailed { errors, .. } => errors
+                .last()
+                .map_or(io::ErrorKind::InvalidInput, Error::kind),
+            Error::NoAddresses { .. } | Error::NotListening { .. } => io::ErrorKind::InvalidInput,
+        }
+    }
+
+    /// The socket address the failure concerns, where there is one.
+    ///
+    /// `None` for resolution failures (see the `input` field) and for
+    /// [`Error::AllAddressesFailed`] (see each error in `errors`).
+    ///
+    /// ```
+    /// let taken = maxlisten::bind("127.0.0.1:0").unwrap();
+    /// let addr = taken.local_addr().unwrap();
+    /// let err = maxlisten::bind(addr).unwrap_err();
+    /// assert_eq!(err.addr(), Some(addr));
+    /// ```
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Error::Socket { addr, .. }
+            | Error::SetOption { addr, .. }
+            | Error::Bind { addr, .. } => Some(*addr),
+            Error::Listen { addr, .. }
+            | Error::NotListening { addr }
+            | Error::Query { addr, .. }
+            | Error::Register { addr, .. } => *addr,
+            Error::Resolve { .. } | Error::NoAddresses { .. } | Error::AllAddressesFailed { .. } => {
+                None
+            }
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Keeps [`Error::kind`] and the whole message; the [`Error`] itself stays reachable
+    /// through [`io::Error::get_ref`] and `into_inner`.
+    fn from(err: Error) -> io::Error {
+        io::Error::new(err.kind(), err)
+    }
+}
+
+/// Shows an address that may not be known.
+struct Addr<'a>(&'a Option<SocketAddr>);
+
+impl fmt::Display for Addr<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(addr) => write!(f, "{addr}"),
+            None => f.write_str("socket (address unknown)"),
+        }
+    }
+}
+
+/// Shows each error of a list, separated by `; `.
+struct List<'a>(&'a [Error]);
+
+impl fmt::Display for List<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, err) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{err}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! A drop-in for [`TcpListener::bind`] that asks for the largest accept backlog the kernel
+//! allows, and tells you what the kernel applied.
+//!
+//! # The problem
+//!
+//! `listen(fd, backlog)` bounds how many finished handshakes may wait for `accept()`. Kernels
+//! silently *lower* a backlog above their limit (Linux: `net.core.somaxconn`, per network
+//! namespace, 4096 by default since 5.4) but never raise a small one. `std`'s
+//! [`TcpListener::bind`] passes 128, and so does tokio's `TcpListener::bind` since mio 1.2: an
+//! administrator who raised the limit is ignored. Under a burst, Linux then drops SYNs past
+//! backlog + 1 without a word, and those clients wait a second or more to retransmit. The
+//! `SOMAXCONN` constant does not help: it is a compile-time number, not the system's limit.
+//!
+//! # What this crate does
+//!
+//! - [`bind`] makes the same system calls as [`TcpListener::bind`], but passes
+//!   [`DEFAULT_BACKLOG`] (`i32::MAX`), which every kernel lowers to its limit. Where a kernel
+//!   stores fewer bits the request is capped first (65535 on Linux older than 4.1, 32767 on
+//!   Apple systems), and a negative value is never passed.
+//! - [`ListenerBuilder`] adds socket options and an explicit backlog; its [`Listener`] reports
+//!   the [`Backlog`] the kernel applied, how that is known ([`BacklogSource`]) and whether it
+//!   was clamped.
+//! - [`set_backlog`], [`queue_stats`] and [`system_limit`] operate any listener at runtime
+//!   (std's, tokio's, one inherited from systemd): re-apply or change its backlog, and watch its
+//!   accept queue.
+//! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
+//!   and the address, keeps the OS error as its source and its [`io::ErrorKind`](std::io::ErrorKind).
+//!
+//! ```
+//! use std::io;
+//!
+//! fn main() -> io::Result<()> {
+//!     // Instead of std::net::TcpListener::bind:
+//!     let listener = maxlisten::bind("127.0.0.1:0")?;
+//!
+//!     // Or with options, and a report of the backlog:
+//!     let listener = maxlisten::ListenerBuilder::new()
+//!         .tcp_nodelay(true)
+//!         .bind("127.0.0.1:0")?;
+//!     println!("listening on {}, backlog {}", listener.local_addr()?, listener.backlog());
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Platforms
+//!
+//! | OS | applied backlog | accept queue | system limit |
+//! |---|---|---|---|
+//! | Linux, Android | `TCP_INFO` (kernel) | `TCP_INFO` | `net.core.somaxconn` of the thread's network namespace |
+//! | FreeBSD | `SO_LISTENQLIMIT` (kernel) | `SO_LISTENQLEN` | `kern.ipc.soacceptqueue` |
+//! | macOS, iOS | `proc_pidfdinfo` (kernel), else derived | `proc_pidfdinfo` | `kern.ipc.somaxconn` |
+//! | OpenBSD, NetBSD | derived from the sysctls | unsupported | `kern.somaxconn` |
+//! | Windows, others | unknown | unsupported | none |
+//!
+//! "Derived" values are computed from the limit as it is when asked and the kernel's clamping
+//! rule, and are labelled [`BacklogSource::SystemLimit`]; nothing is ever guessed. Only Linux is
+//! tested against a real kernel in this crate's CI; the other targets are type-checked.
+//!
+//! # Running servers
+//!
+//! The kernel reads the system limit only when `listen` is called. A server that should follow
+//! a limit raised while it runs calls [`Listener::refresh_backlog`] (or [`set_backlog`] on a
+//! listener it did not make), for example on `SIGHUP`. For metrics, sample
+//! [`queue_stats`] (one `getsockopt` on Linux) and export `queued` and `backlog`: a queue that
+//! reaches the backlog means SYNs are being dropped.
+//!
+//! ```
+//! let mut listener = maxlisten::ListenerBuilder::new().bind("127.0.0.1:0")?;
+//! // ... on reload:
+//! let backlog = listener.refresh_backlog()?;
+//! println!("backlog now {backlog}");
+//! // ... every few seconds, on platforms that can read it:
+//! if let Ok(stats) = listener.queue_stats() {
+//!     println!("accept queue {} of {}", stats.queued, stats.backlog);
+//! }
+//! # Ok::<(), maxlisten::Error>(())
+//! ```
+//!
+//! # Security
+//!
+//! - Sockets are close-on-exec from the start (`SOCK_CLOEXEC`, or `FD_CLOEXEC` right after
+//!   `socket` where the flag does not exist): a child process never inherits a listener.
+//! - `SO_REUSEPORT` is off unless asked for: with it on, any process of the same user may bind
+//!   the same port and take a share of the connections.
+//! - `SO_REUSEADDR` is set on Unix (as std does: it only allows rebinding over `TIME_WAIT`) and
+//!   not on Windows, where it would let another socket steal the port.
+//! - A failed bind closes its socket, whatever step failed; nothing is left half-configured.
+//! - `unsafe` is limited to a few `getsockopt`/`sysctl` calls in `sys/`, each justified.
+//!
+//! # Features
+//!
+//! - `tokio`: [`Listener::into_tokio`].
+//!
+//! [`TcpListener::bind`]: std::net::TcpListener::bind
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod backlog;
+mod builder;
+mod control;
+mod error;
+mod listener;
+mod queue;
+mod sys;
+
+use std::fmt;
+use std::net::{TcpListener, ToSocketAddrs};
+
+pub use backlog::{Backlog, BacklogSource};
+pub use builder::ListenerBuilder;
+pub use control::{queue_stats, set_backlog, system_limit, system_limit_name};
+pub use error::Error;
+pub use listener::Listener;
+pub use queue::QueueStats;
+
+/// The backlog requested unless told otherwise: `i32::MAX`, the largest `listen(2)` takes,
+/// which every kernel lowers to its own limit.
+pub const DEFAULT_BACKLOG: u32 = i32::MAX as u32;
+
+/// A drop-in for [`TcpListener::bind`]: the same system calls, the same result type, but the
+/// largest backlog the kernel allows instead of 128.
+///
+/// `maxlisten::bind(addr)?` works where `TcpListener::bind(addr)?` did, in a function that
+/// returns [`std::io::Result`]. For the report of the applied backlog, use
+/// [`ListenerBuilder::bind`] or [`set_backlog`].
+///
+/// # Errors
+///
+/// As [`ListenerBuilder::bind`]: [`Error::Resolve`], [`Error::NoAddresses`],
+/// [`Error::Socket`], [`Error::SetOption`] (`SO_REUSEADDR`), [`Error::Bind`],
+/// [`Error::Listen`] or [`Error::AllAddressesFailed`], each naming the address.
+///
+/// ```
+/// use std::io::{Read, Write};
+///
+/// let listener = maxlisten::bind("127.0.0.1:0")?;
+/// let mut client = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// let (mut server, _) = listener.accept()?;
+/// server.write_all(b"hello")?;
+/// let mut buf = String::new();
+/// drop(server);
+/// client.read_to_string(&mut buf)?;
+/// assert_eq!(buf, "hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn bind<A: ToSocketAddrs + fmt::Debug>(addr: A) -> Result<TcpListener, Error> {
+    ListenerBuilder::new().bind(addr).map(Listener::into_std)
+}

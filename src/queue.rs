@@ -1,0 +1,34 @@
+//! A reading of a listener's accept queue.
+
+use std::fmt;
+
+/// How full a listener's accept queue is, read from the kernel in one go.
+///
+/// Made by [`queue_stats`](crate::queue_stats) and [`Listener::queue_stats`](crate::Listener::queue_stats).
+/// Cheap enough to sample every second and export as metrics: on Linux it is a single
+/// `getsockopt(TCP_INFO)`.
+///
+/// ```
+/// let listener = maxlisten::bind("127.0.0.1:0")?;
+/// # #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_vendor = "apple"))]
+/// # {
+/// let stats = maxlisten::queue_stats(&listener)?;
+/// assert_eq!(stats.queued, 0);
+/// println!("accept queue: {stats}");
+/// # }
+/// # Ok::<(), maxlisten::Error>(())
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct QueueStats {
+    /// Connections that finished their handshake and wait for `accept()`.
+    pub queued: u32,
+    /// The backlog the kernel applies to this listener now.
+    pub backlog: u32,
+}
+
+impl fmt::Display for QueueStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} queued of backlog {}", self.queued, self.backlog)
+    }
+}

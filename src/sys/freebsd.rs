@@ -1,0 +1,63 @@
+//! FreeBSD.
+//!
+//! - `listen(2)` clamps a negative or too large backlog to `kern.ipc.soacceptqueue` (named
+//!   `kern.ipc.somaxconn` before FreeBSD 10.3), a global limit.
+//! - `SO_LISTENQLIMIT` reads the applied backlog back, `SO_LISTENQLEN` the queued connections.
+//!   The queue overflows at about 1.5 × the limit.
+
+use libc::c_int;
+use socket2::Socket;
+
+use super::unix::{getsockopt_int, sysctl_by_name};
+pub(crate) use super::unix::{is_listening, set_reuse_port};
+use super::Failed;
+use crate::{Backlog, BacklogSource, QueueStats};
+
+/// The sysctl that caps the backlog.
+pub(crate) const LIMIT_NAME: &str = "kern.ipc.soacceptqueue";
+
+/// What to pass to `listen(2)`: the request as an `int` (the kernel stores an unsigned int).
+pub(crate) fn listen_arg(requested: u32) -> c_int {
+    super::cap_to_int(requested)
+}
+
+fn read(socket: &Socket, what: &'static str, name: c_int) -> Result<u32, Failed> {
+    getsockopt_int(socket, libc::SOL_SOCKET, name)
+        .map(|v| u32::try_from(v).unwrap_or(0))
+        .map_err(|source| Failed { what, source })
+}
+
+/// The applied backlog: `SO_LISTENQLIMIT`, else derived from the sysctl.
+pub(crate) fn applied_backlog(socket: &Socket, requested: u32) -> Backlog {
+    if let Ok(limit) = read(socket, "SO_LISTENQLIMIT", libc::SO_LISTENQLIMIT) {
+        return Backlog::new(requested, Some(limit), BacklogSource::Kernel);
+    }
+    match system_limit() {
+        Some(limit) => Backlog::new(
+            requested,
+            Some((listen_arg(requested) as u32).min(limit)),
+            BacklogSource::SystemLimit,
+        ),
+        None => Backlog::new(requested, None, BacklogSource::Unknown),
+    }
+}
+
+/// `SO_LISTENQLEN` and `SO_LISTENQLIMIT`, after `SO_ACCEPTCONN` says the socket listens.
+pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
+    let listening = is_listening(socket).map_err(|source| Failed {
+        what: "SO_ACCEPTCONN",
+        source,
+    })?;
+    if !listening {
+        return Ok(None);
+    }
+    Ok(Some(QueueStats {
+        queued: read(socket, "SO_LISTENQLEN", libc::SO_LISTENQLEN)?,
+        backlog: read(socket, "SO_LISTENQLIMIT", libc::SO_LISTENQLIMIT)?,
+    }))
+}
+
+/// `kern.ipc.soacceptqueue`, or its old name `kern.ipc.somaxconn`.
+pub(crate) fn system_limit() -> Option<u32> {
+    sysctl_by_name(c"kern.ipc.soacceptqueue").or_else(|| sysctl_by_name(c"kern.ipc.somaxconn"))
+}

@@ -1,0 +1,179 @@
+//! Linux and Android.
+//!
+//! - `listen(2)` clamps with an unsigned compare against `net.core.somaxconn`, which is per
+//!   network namespace. Before Linux 4.1 the applied backlog was stored in 16 bits, so larger
+//!   values wrapped: requests are capped at 65535 there.
+//! - `getsockopt(IPPROTO_TCP, TCP_INFO)` on a listening socket reports the applied backlog in
+//!   `tcpi_sacked` and the queued connections in `tcpi_unacked` (one system call).
+
+use std::io;
+use std::mem;
+use std::os::fd::AsRawFd;
+use std::sync::OnceLock;
+
+use libc::c_int;
+use socket2::Socket;
+
+pub(crate) use super::unix::{is_listening, set_reuse_port};
+use super::Failed;
+use crate::{Backlog, BacklogSource, QueueStats};
+
+/// The sysctl that caps the backlog.
+pub(crate) const LIMIT_NAME: &str = "net.core.somaxconn";
+
+/// The value `tcpi_state` has for a listening socket (`TCP_LISTEN` in the kernel).
+const TCP_LISTEN: u8 = 10;
+
+/// The first 32 bytes of the kernel's `struct tcp_info`, all this crate reads.
+#[repr(C)]
+#[derive(Default)]
+struct TcpInfoHead {
+    state: u8,
+    _ca_state: u8,
+    _retransmits: u8,
+    _probes: u8,
+    _backoff: u8,
+    _options: u8,
+    _wscale: u8,
+    _flags: u8,
+    _rto: u32,
+    _ato: u32,
+    _snd_mss: u32,
+    _rcv_mss: u32,
+    /// For a listener: connections waiting in the accept queue.
+    unacked: u32,
+    /// For a listener: the applied backlog.
+    sacked: u32,
+}
+
+fn tcp_info(socket: &Socket) -> io::Result<TcpInfoHead> {
+    let mut info = TcpInfoHead::default();
+    let mut len = mem::size_of::<TcpInfoHead>() as libc::socklen_t;
+    // SAFETY: `info` is a live, plain-old-data local of `len` bytes; the kernel writes at most
+    // `len` bytes to it and stores the length it wrote in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut TcpInfoHead).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < mem::size_of::<TcpInfoHead>() {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel's TCP_INFO is too short to hold the backlog",
+        ));
+    }
+    Ok(info)
+}
+
+/// What to pass to `listen(2)`: the request as an `int`, capped at 65535 before Linux 4.1.
+pub(crate) fn listen_arg(requested: u32) -> c_int {
+    static OLD_KERNEL: OnceLock<bool> = OnceLock::new();
+    let old = *OLD_KERNEL.get_or_init(|| kernel_release().is_some_and(|v| v < (4, 1)));
+    listen_arg_for(requested, old)
+}
+
+fn listen_arg_for(requested: u32, sixteen_bit_backlog: bool) -> c_int {
+    let arg = super::cap_to_int(requested);
+    if sixteen_bit_backlog {
+        arg.min(c_int::from(u16::MAX))
+    } else {
+        arg
+    }
+}
+
+/// The running kernel's (major, minor) version, from `uname(2)`.
+fn kernel_release() -> Option<(u32, u32)> {
+    // SAFETY: `utsname` is plain old data; all zeroes is a valid value.
+    let mut uts: libc::utsname = unsafe { mem::zeroed() };
+    // SAFETY: `uts` is a live local that `uname` fills in.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return None;
+    }
+    let release: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    parse_release(std::str::from_utf8(&release).ok()?)
+}
+
+fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The applied backlog: `TCP_INFO` where the socket is a listening TCP socket, else derived
+/// from `net.core.somaxconn` (a listening Unix socket, say).
+pub(crate) fn applied_backlog(socket: &Socket, requested: u32) -> Backlog {
+    match tcp_info(socket) {
+        Ok(info) if info.state == TCP_LISTEN => {
+            Backlog::new(requested, Some(info.sacked), BacklogSource::Kernel)
+        }
+        _ => match system_limit() {
+            Some(limit) => {
+                // Non-negative: `listen_arg` never returns less than zero.
+                let applied = (listen_arg(requested) as u32).min(limit);
+                Backlog::new(requested, Some(applied), BacklogSource::SystemLimit)
+            }
+            None => Backlog::new(requested, None, BacklogSource::Unknown),
+        },
+    }
+}
+
+/// Queued connections and the applied backlog, from one `TCP_INFO`.
+pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
+    let info = tcp_info(socket).map_err(|source| Failed {
+        what: "TCP_INFO",
+        source,
+    })?;
+    Ok((info.state == TCP_LISTEN).then_some(QueueStats {
+        queued: info.unacked,
+        backlog: info.sacked,
+    }))
+}
+
+/// `net.core.somaxconn` of the calling thread's network namespace.
+pub(crate) fn system_limit() -> Option<u32> {
+    // /proc/sys/net resolves against the network namespace of the thread that opens it.
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_arg_never_negative_and_capped_on_old_kernels() {
+        assert_eq!(listen_arg_for(0, false), 0);
+        assert_eq!(listen_arg_for(7, false), 7);
+        assert_eq!(listen_arg_for(u32::MAX, false), i32::MAX);
+        assert_eq!(listen_arg_for(i32::MAX as u32 + 1, false), i32::MAX);
+        assert_eq!(listen_arg_for(u32::MAX, true), 65535);
+        assert_eq!(listen_arg_for(70000, true), 65535);
+        assert_eq!(listen_arg_for(4096, true), 4096);
+    }
+
+    #[test]
+    fn kernel_release_parses() {
+        assert_eq!(parse_release("6.18.44-fc-v657"), Some((6, 18)));
+        assert_eq!(parse_release("4.0.9"), Some((4, 0)));
+        assert_eq!(parse_release("3.10.0-1160.el7.x86_64"), Some((3, 10)));
+        assert_eq!(parse_release("garbage"), None);
+        assert!(kernel_release().is_some());
+        assert!(mem::size_of::<TcpInfoHead>() == 32);
+    }
+}

@@ -1,0 +1,77 @@
+//! Platform answers, one file per OS family. Each file answers the same questions, with the same
+//! names, so the rest of the crate never sees a `cfg`:
+//!
+//! - `listen_arg(requested)`: the value to pass to `listen(2)` for a requested backlog;
+//! - `applied_backlog(socket, requested)`: the backlog the kernel applied, and how that is known;
+//! - `queue_stats(socket)`: queued connections and backlog, `None` if the socket is not listening;
+//! - `is_listening(socket)`: whether `listen(2)` was called on the socket;
+//! - `system_limit()` and `LIMIT_NAME`: the system's cap on the backlog and the sysctl that holds it;
+//! - `set_reuse_port(socket, on)`: `SO_REUSEPORT`, where it exists.
+
+use std::io;
+
+/// A reading that failed: what was read, and the OS error.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) what: &'static str,
+    pub(crate) source: io::Error,
+}
+
+#[cfg(unix)]
+mod unix;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[path = "linux.rs"]
+mod os;
+
+#[cfg(target_os = "freebsd")]
+#[path = "freebsd.rs"]
+mod os;
+
+#[cfg(target_vendor = "apple")]
+#[path = "apple.rs"]
+mod os;
+
+#[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
+#[path = "openbsd_netbsd.rs"]
+mod os;
+
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod os;
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_vendor = "apple",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    windows
+)))]
+#[path = "other.rs"]
+mod os;
+
+pub(crate) use os::{
+    applied_backlog, is_listening, listen_arg, queue_stats, set_reuse_port, system_limit,
+    LIMIT_NAME,
+};
+
+/// The largest value `listen(2)` takes: its argument is a C `int`.
+pub(crate) fn cap_to_int(requested: u32) -> libc::c_int {
+    libc::c_int::try_from(requested).unwrap_or(libc::c_int::MAX)
+}
+
+impl Failed {
+    /// For platforms where no call reads the accept queue.
+    #[allow(dead_code)] // Linux, FreeBSD and Apple can read it.
+    pub(crate) fn queue_unsupported() -> Failed {
+        Failed {
+            what: "the accept queue",
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this platform has no per-socket reading of the accept queue",
+            ),
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! OpenBSD and NetBSD: no per-socket reading of the backlog is known, so it is derived from
+//! the sysctl and the kernel's clamping rule.
+//!
+//! - OpenBSD: a negative or too large backlog becomes `kern.somaxconn`; the result is then
+//!   raised to at least `kern.sominconn` (80 by default).
+//! - NetBSD: a negative backlog becomes **0**, then `min(backlog, kern.somaxconn)`. This crate
+//!   never passes a negative value.
+
+use libc::c_int;
+use socket2::Socket;
+
+pub(crate) use super::unix::{is_listening, set_reuse_port};
+use super::Failed;
+use crate::{Backlog, BacklogSource, QueueStats};
+
+/// The sysctl that caps the backlog.
+pub(crate) const LIMIT_NAME: &str = "kern.somaxconn";
+
+/// What to pass to `listen(2)`: the request as a non-negative `int`.
+pub(crate) fn listen_arg(requested: u32) -> c_int {
+    super::cap_to_int(requested)
+}
+
+/// The applied backlog, derived from the sysctls.
+pub(crate) fn applied_backlog(_socket: &Socket, requested: u32) -> Backlog {
+    match system_limit() {
+        Some(limit) => {
+            let clamped = (listen_arg(requested) as u32).min(limit);
+            Backlog::new(
+                requested,
+                Some(clamped.max(minimum())),
+                BacklogSource::SystemLimit,
+            )
+        }
+        None => Backlog::new(requested, None, BacklogSource::Unknown),
+    }
+}
+
+/// No known call reads the accept queue here.
+pub(crate) fn queue_stats(_socket: &Socket) -> Result<Option<QueueStats>, Failed> {
+    Err(Failed::queue_unsupported())
+}
+
+/// `kern.somaxconn`.
+#[cfg(target_os = "netbsd")]
+pub(crate) fn system_limit() -> Option<u32> {
+    super::unix::sysctl_by_name(c"kern.somaxconn")
+}
+
+/// NetBSD raises no small backlog.
+#[cfg(target_os = "netbsd")]
+fn minimum() -> u32 {
+    0
+}
+
+/// `kern.somaxconn`.
+#[cfg(target_os = "openbsd")]
+pub(crate) fn system_limit() -> Option<u32> {
+    kern_int(libc::KERN_SOMAXCONN)
+}
+
+/// `kern.sominconn`: OpenBSD raises every backlog to at least this.
+#[cfg(target_os = "openbsd")]
+fn minimum() -> u32 {
+    kern_int(libc::KERN_SOMINCONN).unwrap_or(0)
+}
+
+#[cfg(target_os = "openbsd")]
+fn kern_int(name: c_int) -> Option<u32> {
+    let mib = [libc::CTL_KERN, name];
+    let mut value: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>();
+    // SAFETY: `mib` holds two names; `value` and `len` are live locals and the kernel writes at
+    // most `len` bytes to `value`; no new value is set (null pointer, length 0).
+    let rc = unsafe {
+        libc::sysctl(
+            mib.as_ptr(),
+            2,
+            (&mut value as *mut c_int).cast(),
+            &mut len,
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc == 0 {
+        u32::try_from(value).ok()
+    } else {
+        None
+    }
+}
