@@ -1,0 +1,110 @@
+//! Behaviour that depends on the system limit, in private network namespaces where the test
+//! sets `net.core.somaxconn` itself. Needs root: skipped with a message outside CI, a failure
+//! with `CI=true`.
+
+mod common;
+
+use std::net::TcpListener;
+
+use common::{
+    fill_queue, in_netns, kernel_backlog, kernel_queued, require_root, set_somaxconn, ss_send_q,
+};
+use maxlisten::{BacklogSource, ListenerBuilder};
+
+#[test]
+fn reports_exactly_the_namespace_limit() {
+    if !require_root("reports_exactly_the_namespace_limit") {
+        return;
+    }
+    for limit in [16, 4096, 65535] {
+        in_netns(limit, || {
+            assert_eq!(maxlisten::system_limit(), Some(limit));
+            let listener = ListenerBuilder::new().bind("127.0.0.1:0").unwrap();
+            let backlog = listener.backlog();
+            assert_eq!(backlog.applied(), Some(limit), "limit {limit}");
+            assert_eq!(backlog.source(), BacklogSource::Kernel);
+            assert!(backlog.is_clamped());
+            assert_eq!(kernel_backlog(&listener), limit);
+            assert_eq!(ss_send_q(listener.local_addr().unwrap().port()), limit);
+            // The drop-in too.
+            let plain = maxlisten::bind("127.0.0.1:0").unwrap();
+            assert_eq!(kernel_backlog(&plain), limit);
+        });
+    }
+}
+
+#[test]
+fn a_listener_that_never_accepts_holds_limit_plus_one_and_std_holds_129_at_most() {
+    if !require_root("a_listener_that_never_accepts_holds_limit_plus_one") {
+        return;
+    }
+    for limit in [16u32, 300] {
+        in_netns(limit, || {
+            let attempts = limit as usize + 40;
+            let ours = maxlisten::bind("127.0.0.1:0").unwrap();
+            let (_clients, completed) = fill_queue(ours.local_addr().unwrap(), attempts);
+            assert_eq!(completed, limit as usize + 1, "maxlisten at limit {limit}");
+            assert_eq!(kernel_queued(&ours), limit + 1);
+
+            let std = TcpListener::bind("127.0.0.1:0").unwrap();
+            let (_clients, completed) = fill_queue(std.local_addr().unwrap(), attempts);
+            let expected = limit.min(128) + 1;
+            assert_eq!(completed, expected as usize, "std at limit {limit}");
+            assert_eq!(kernel_queued(&std), expected);
+        });
+    }
+}
+
+#[test]
+fn a_raised_limit_takes_effect_on_refresh_backlog() {
+    if !require_root("a_raised_limit_takes_effect_on_refresh_backlog") {
+        return;
+    }
+    let limit = 200;
+    in_netns(limit, || {
+        let mut listener = ListenerBuilder::new().bind("127.0.0.1:0").unwrap();
+        assert_eq!(kernel_backlog(&listener), limit);
+        set_somaxconn(2 * limit);
+        assert_eq!(maxlisten::system_limit(), Some(2 * limit));
+        // The kernel took the limit at listen() time: still the old one.
+        assert_eq!(kernel_backlog(&listener), limit);
+        assert_eq!(listener.backlog().applied(), Some(limit));
+        let refreshed = listener.refresh_backlog().unwrap();
+        assert_eq!(refreshed.applied(), Some(2 * limit));
+        assert_eq!(kernel_backlog(&listener), 2 * limit);
+        let five = listener.set_backlog(5).unwrap();
+        assert_eq!((five.requested(), five.applied()), (5, Some(5)));
+        assert_eq!(kernel_backlog(&listener), 5);
+        // refresh now re-applies 5, the last request.
+        assert_eq!(listener.refresh_backlog().unwrap().applied(), Some(5));
+    });
+}
+
+#[test]
+fn system_limit_follows_the_calling_threads_namespace() {
+    if !require_root("system_limit_follows_the_calling_threads_namespace") {
+        return;
+    }
+    let host = maxlisten::system_limit();
+    let inside = in_netns(777, maxlisten::system_limit);
+    assert_eq!(inside, Some(777));
+    assert_eq!(maxlisten::system_limit(), host);
+    assert_eq!(host, Some(common::somaxconn()));
+}
+
+#[test]
+fn set_backlog_takes_std_listener_from_128_to_the_limit() {
+    if !require_root("set_backlog_takes_std_listener_from_128_to_the_limit") {
+        return;
+    }
+    in_netns(1000, || {
+        let std = TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(kernel_backlog(&std), 128);
+        let report = maxlisten::set_backlog(&std, u32::MAX).unwrap();
+        assert_eq!(report.applied(), Some(1000));
+        assert_eq!(kernel_backlog(&std), 1000);
+        // And the larger queue really holds more: 1001 completed handshakes.
+        let (_clients, completed) = fill_queue(std.local_addr().unwrap(), 1040);
+        assert_eq!(completed, 1001);
+    });
+}
