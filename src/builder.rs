@@ -226,7 +226,7 @@ impl ListenerBuilder {
     /// let builder = maxlisten::ListenerBuilder::new();
     /// let listener = builder.bind("localhost:0")?;
     /// assert!(listener.local_addr()?.ip().is_loopback());
-    /// # Ok::<(), maxlisten::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn bind<A: ToSocketAddrs + fmt::Debug>(&self, addr: A) -> Result<Listener, Error> {
         let addrs = addr.to_socket_addrs().map_err(|source| Error::Resolve {
@@ -250,13 +250,18 @@ impl ListenerBuilder {
 
     /// The bind path for one address.
     fn bind_addr(&self, addr: SocketAddr) -> Result<Listener, Error> {
-        let option = |option: &'static str| move |source| Error::SetOption {
-            option,
-            addr,
-            source,
+        let option = |option: &'static str| {
+            move |source| Error::SetOption {
+                option,
+                addr,
+                source,
+            }
         };
         let invalid = |name: &'static str, why: String| {
-            Err(option(name)(io::Error::new(io::ErrorKind::InvalidInput, why)))
+            Err(option(name)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                why,
+            )))
         };
         // Checks that need no socket come first, so that bad input makes none.
         if self.only_v6.is_some() && addr.is_ipv4() {
@@ -289,7 +294,9 @@ impl ListenerBuilder {
             socket.set_only_v6(on).map_err(option("IPV6_V6ONLY"))?;
         }
         if self.tcp_nodelay == Some(true) {
-            socket.set_tcp_nodelay(true).map_err(option("TCP_NODELAY"))?;
+            socket
+                .set_tcp_nodelay(true)
+                .map_err(option("TCP_NODELAY"))?;
         }
         let int_max = i32::MAX as usize;
         if let Some(bytes) = self.recv_buffer_size {
@@ -311,9 +318,7 @@ impl ListenerBuilder {
             set.map_err(option(ttl_option))?;
         }
         if self.nonblocking == Some(true) {
-            socket
-                .set_nonblocking(true)
-                .map_err(option("O_NONBLOCK"))?;
+            socket.set_nonblocking(true).map_err(option("O_NONBLOCK"))?;
         }
         socket
             .bind(&addr.into())

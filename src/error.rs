@@ -178,9 +178,9 @@ impl Error {
             | Error::NotListening { addr }
             | Error::Query { addr, .. }
             | Error::Register { addr, .. } => *addr,
-            Error::Resolve { .. } | Error::NoAddresses { .. } | Error::AllAddressesFailed { .. } => {
-                None
-            }
+            Error::Resolve { .. }
+            | Error::NoAddresses { .. }
+            | Error::AllAddressesFailed { .. } => None,
         }
     }
 }

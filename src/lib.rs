@@ -95,7 +95,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
-#![warn(clippy::undocumented_unsafe_blocks)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod backlog;
 mod builder;
@@ -114,6 +114,11 @@ pub use control::{queue_stats, set_backlog, system_limit, system_limit_name};
 pub use error::Error;
 pub use listener::Listener;
 pub use queue::QueueStats;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 /// The backlog requested unless told otherwise: `i32::MAX`, the largest `listen(2)` takes,
 /// which every kernel lowers to its own limit.

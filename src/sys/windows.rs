@@ -56,7 +56,9 @@ pub(crate) fn is_listening(socket: &Socket) -> io::Result<bool> {
         Ok(value != 0)
     } else {
         // SAFETY: no preconditions; reads this thread's last Winsock error.
-        Err(io::Error::from_raw_os_error(unsafe { WinSock::WSAGetLastError() }))
+        Err(io::Error::from_raw_os_error(unsafe {
+            WinSock::WSAGetLastError()
+        }))
     }
 }
 

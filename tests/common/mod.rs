@@ -63,7 +63,10 @@ pub fn ss_send_q(port: u16) -> u32 {
         .expect("run nsenter ss");
     assert!(out.status.success(), "ss failed: {out:?}");
     let text = String::from_utf8(out.stdout).unwrap();
-    let line = text.lines().next().unwrap_or_else(|| panic!("ss shows no listener on {port}"));
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("ss shows no listener on {port}"));
     // State Recv-Q Send-Q Local Peer
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
@@ -113,7 +116,12 @@ pub fn set_somaxconn(limit: u32) {
 fn enter_new_netns() {
     // SAFETY: unshare has no memory preconditions; it moves only this thread.
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        io::Error::last_os_error()
+    );
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { mem::zeroed() };

@@ -1,0 +1,191 @@
+//! Bad input and failures: each error has the right kind, names the step and the address, and
+//! survives conversion to io::Error.
+
+use std::io::{self, ErrorKind};
+use std::net::SocketAddr;
+
+use maxlisten::{Error, ListenerBuilder};
+
+#[test]
+fn port_in_use() {
+    let taken = maxlisten::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    for builder in [
+        ListenerBuilder::new(),
+        ListenerBuilder::new().reuse_port(true),
+    ] {
+        let err = builder.bind(addr).unwrap_err();
+        assert!(matches!(err, Error::Bind { .. }), "{err:?}");
+        assert_eq!(err.kind(), ErrorKind::AddrInUse);
+        assert_eq!(err.addr(), Some(addr));
+        let msg = err.to_string();
+        assert!(msg.starts_with(&format!("bind {addr}: ")), "{msg}");
+        assert!(
+            msg.contains("in use"),
+            "the OS error is in the message: {msg}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+    }
+}
+
+#[test]
+fn address_not_on_this_host() {
+    let err = maxlisten::bind("192.0.2.1:0").unwrap_err();
+    assert!(matches!(err, Error::Bind { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::AddrNotAvailable);
+    assert!(err.to_string().contains("192.0.2.1:0"), "{err}");
+}
+
+#[test]
+fn unresolvable_name() {
+    let err = maxlisten::bind("no-such-host.invalid:80").unwrap_err();
+    assert!(matches!(err, Error::Resolve { .. }), "{err:?}");
+    assert!(err.to_string().contains("no-such-host.invalid:80"), "{err}");
+    assert!(err.addr().is_none());
+}
+
+#[test]
+fn text_that_is_not_an_address() {
+    for text in ["not an address", "127.0.0.1", "127.0.0.1:99999", ":80", ""] {
+        let err = maxlisten::bind(text).unwrap_err();
+        assert!(matches!(err, Error::Resolve { .. }), "{text:?}: {err:?}");
+        assert!(err.to_string().contains(&format!("{text:?}")), "{err}");
+    }
+    let err = maxlisten::bind("127.0.0.1").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn empty_address_list() {
+    let none: &[SocketAddr] = &[];
+    let err = maxlisten::bind(none).unwrap_err();
+    assert!(matches!(err, Error::NoAddresses { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("no addresses"), "{err}");
+}
+
+#[test]
+fn every_address_failing_names_each() {
+    let a = maxlisten::bind("127.0.0.1:0").unwrap();
+    let b = maxlisten::bind("127.0.0.1:0").unwrap();
+    let addrs = [
+        a.local_addr().unwrap(),
+        "192.0.2.1:0".parse().unwrap(),
+        b.local_addr().unwrap(),
+    ];
+    let err = maxlisten::bind(&addrs[..]).unwrap_err();
+    let Error::AllAddressesFailed { errors, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(errors.len(), 3);
+    let kinds: Vec<_> = errors.iter().map(Error::kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ErrorKind::AddrInUse,
+            ErrorKind::AddrNotAvailable,
+            ErrorKind::AddrInUse
+        ]
+    );
+    // The kind is the last one's, as std.
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    let msg = err.to_string();
+    for addr in &addrs {
+        assert!(msg.contains(&addr.to_string()), "{addr} missing from {msg}");
+    }
+}
+
+#[test]
+fn first_address_that_binds_wins() {
+    let taken = maxlisten::bind("127.0.0.1:0").unwrap();
+    let addrs = [taken.local_addr().unwrap(), "127.0.0.1:0".parse().unwrap()];
+    let listener = maxlisten::bind(&addrs[..]).unwrap();
+    assert_ne!(listener.local_addr().unwrap(), addrs[0]);
+}
+
+#[test]
+fn converts_to_io_error_keeping_kind_and_context() {
+    fn bind_io(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+        let listener = maxlisten::bind(addr)?;
+        Ok(listener)
+    }
+    let taken = maxlisten::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let err = bind_io(addr).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    let inner = err.into_inner().unwrap().downcast::<Error>().unwrap();
+    assert_eq!(inner.addr(), Some(addr));
+}
+
+#[test]
+fn only_v6_on_ipv4_is_invalid_input_before_any_socket() {
+    let err = ListenerBuilder::new()
+        .only_v6(true)
+        .bind("127.0.0.1:0")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::SetOption {
+                option: "IPV6_V6ONLY",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("127.0.0.1:0"), "{err}");
+}
+
+#[test]
+fn ttl_outside_1_to_255_is_invalid_input() {
+    for ttl in [0, 256, u32::MAX] {
+        let err = ListenerBuilder::new()
+            .ttl(ttl)
+            .bind("127.0.0.1:0")
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::SetOption {
+                    option: "IP_TTL",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(err.to_string().contains(&ttl.to_string()), "{err}");
+    }
+    for ttl in [1, 255] {
+        ListenerBuilder::new().ttl(ttl).bind("127.0.0.1:0").unwrap();
+    }
+}
+
+#[test]
+fn extreme_buffer_sizes_are_defined() {
+    // 0 gives the kernel's minimum, usize::MAX its maximum; neither fails nor panics.
+    for bytes in [0, usize::MAX] {
+        let listener = ListenerBuilder::new()
+            .recv_buffer_size(bytes)
+            .send_buffer_size(bytes)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let sock = socket2::SockRef::from(&listener);
+        assert!(sock.recv_buffer_size().unwrap() > 0);
+        assert!(sock.send_buffer_size().unwrap() > 0);
+    }
+    let small = ListenerBuilder::new()
+        .recv_buffer_size(0)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    let big = ListenerBuilder::new()
+        .recv_buffer_size(usize::MAX)
+        .bind("127.0.0.1:0")
+        .unwrap();
+    assert!(
+        socket2::SockRef::from(&small).recv_buffer_size().unwrap()
+            < socket2::SockRef::from(&big).recv_buffer_size().unwrap()
+    );
+}
