@@ -100,7 +100,7 @@ fn kernel_release() -> Option<(u32, u32)> {
         .release
         .iter()
         .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
+        .map(|c| c.to_ne_bytes()[0])
         .collect();
     parse_release(std::str::from_utf8(&release).ok()?)
 }

@@ -1,0 +1,126 @@
+//! `maxlisten::bind` makes the same system calls as `std::net::TcpListener::bind`, with only the
+//! backlog changed; `backlog()` and `queue_stats()` are one `getsockopt` each. Checked with
+//! strace on a child run of this test binary.
+
+use std::process::Command;
+
+const CHILD: &str = "MAXLISTEN_SYSCALLS_CHILD";
+
+/// In the child: does one thing, so that strace sees only its system calls.
+#[test]
+fn child() {
+    let Ok(what) = std::env::var(CHILD) else {
+        return; // not the child: nothing to do
+    };
+    let addr = "127.0.0.1:0";
+    match what.as_str() {
+        "std" => drop(std::net::TcpListener::bind(addr).unwrap()),
+        "maxlisten" => drop(maxlisten::bind(addr).unwrap()),
+        "builder" => drop(maxlisten::ListenerBuilder::new().bind(addr).unwrap()),
+        "backlog" | "queue_stats" => {
+            let listener = maxlisten::ListenerBuilder::new().bind(addr).unwrap();
+            println!("--- marker ---"); // a write(2) between the bind and the reading
+            if what == "backlog" {
+                std::hint::black_box(listener.backlog());
+            } else {
+                std::hint::black_box(listener.queue_stats().unwrap());
+            }
+        }
+        other => panic!("unknown {other}"),
+    }
+}
+
+/// The network system calls of one child run, with numbers that vary (ports, fds) masked.
+fn trace(what: &str) -> Option<Vec<String>> {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=%network,write,ioctl",
+            "-e",
+            "signal=none",
+        ])
+        .arg(&exe)
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env(CHILD, what)
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "strace is needed in CI: {e}"
+            );
+            eprintln!("SKIPPED: strace not available ({e})");
+            return None;
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed: {stderr}");
+    let calls = stderr
+        .lines()
+        .map(|l| match l.find("] ") {
+            Some(i) if l.starts_with("[pid") => &l[i + 2..],
+            _ => l,
+        })
+        .filter(|l| {
+            let network = [
+                "socket(",
+                "setsockopt(",
+                "getsockopt(",
+                "bind(",
+                "listen(",
+                "ioctl(",
+            ];
+            network.iter().any(|p| l.starts_with(p)) || l.contains("--- marker ---")
+        })
+        // Mask descriptors, ports and results.
+        .map(|l| {
+            l.split(" = ")
+                .next()
+                .unwrap()
+                .trim()
+                .replace(|c: char| c.is_ascii_digit(), "#")
+        })
+        .collect();
+    Some(calls)
+}
+
+#[test]
+fn maxlisten_bind_makes_the_same_calls_as_std_but_the_backlog() {
+    let Some(std) = trace("std") else { return };
+    let ours = trace("maxlisten").unwrap();
+    let builder = trace("builder").unwrap();
+    eprintln!("std:       {std:#?}\nmaxlisten: {ours:#?}");
+    assert!(std.iter().any(|l| l.starts_with("listen(")), "{std:?}");
+    // Everything equal but the listen() line, which differs only in its backlog.
+    assert_eq!(std.len(), ours.len(), "std {std:?}\nmaxlisten {ours:?}");
+    for (a, b) in std.iter().zip(&ours) {
+        if a.starts_with("listen(") {
+            assert_eq!(a, "listen(#, ###)"); // 128
+            assert_eq!(b, "listen(#, ##########)"); // 2147483647
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    assert_eq!(ours, builder);
+}
+
+#[test]
+fn backlog_and_queue_stats_are_one_getsockopt_each() {
+    for what in ["backlog", "queue_stats"] {
+        let Some(calls) = trace(what) else { return };
+        let marker = calls
+            .iter()
+            .position(|l| l.contains("--- marker ---"))
+            .expect("marker");
+        let after: Vec<_> = calls[marker + 1..].to_vec();
+        assert_eq!(after.len(), 1, "{what}: {after:?}");
+        assert!(
+            after[0].starts_with("getsockopt(#, SOL_TCP, TCP_INFO"),
+            "{what}: {after:?}"
+        );
+    }
+}
