@@ -11,7 +11,6 @@
 //! loopback, with the host's limit. It prints a table and writes `target/burst.svg`. It exits
 //! with an error if any connection was lost (not accepted by the server).
 
-#[allow(dead_code)]
 #[path = "../tests/common/mod.rs"]
 mod common;
 

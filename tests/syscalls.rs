@@ -17,13 +17,19 @@ fn child() {
         "std" => drop(std::net::TcpListener::bind(addr).unwrap()),
         "maxlisten" => drop(maxlisten::bind(addr).unwrap()),
         "builder" => drop(maxlisten::ListenerBuilder::new().bind(addr).unwrap()),
-        "backlog" | "queue_stats" => {
+        "backlog" | "queue_stats" | "set_backlog" => {
             let listener = maxlisten::ListenerBuilder::new().bind(addr).unwrap();
             println!("--- marker ---"); // a write(2) between the bind and the reading
-            if what == "backlog" {
-                std::hint::black_box(listener.backlog());
-            } else {
-                std::hint::black_box(listener.queue_stats().unwrap());
+            match what.as_str() {
+                "backlog" => {
+                    std::hint::black_box(listener.backlog());
+                }
+                "queue_stats" => {
+                    std::hint::black_box(listener.queue_stats().unwrap());
+                }
+                _ => {
+                    maxlisten::set_backlog(&listener, 64).unwrap();
+                }
             }
         }
         other => panic!("unknown {other}"),
@@ -123,4 +129,26 @@ fn backlog_and_queue_stats_are_one_getsockopt_each() {
             "{what}: {after:?}"
         );
     }
+}
+
+#[test]
+fn set_backlog_checks_listens_and_reads_back() {
+    let Some(calls) = trace("set_backlog") else {
+        return;
+    };
+    let marker = calls
+        .iter()
+        .position(|l| l.contains("--- marker ---"))
+        .expect("marker");
+    let after: Vec<&str> = calls[marker + 1..].iter().map(String::as_str).collect();
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        after[0].starts_with("getsockopt(#, SOL_SOCKET, SO_ACCEPTCONN"),
+        "{after:?}"
+    );
+    assert_eq!(after[1], "listen(#, ##)");
+    assert!(
+        after[2].starts_with("getsockopt(#, SOL_TCP, TCP_INFO"),
+        "{after:?}"
+    );
 }
