@@ -3,10 +3,12 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, Socket, TcpKeepalive, Type};
 
-use crate::{sys, Error, Listener, DEFAULT_BACKLOG};
+use crate::sys::{self, PlatformOption};
+use crate::{Error, Listener, DEFAULT_BACKLOG};
 
 /// Configures and binds a [`Listener`].
 ///
@@ -38,6 +40,11 @@ pub struct ListenerBuilder {
     recv_buffer_size: Option<usize>,
     send_buffer_size: Option<usize>,
     ttl: Option<u32>,
+    keepalive: Option<Duration>,
+    tcp_defer_accept: Option<Duration>,
+    tcp_fastopen: Option<u32>,
+    bind_device: Option<String>,
+    freebind: Option<bool>,
 }
 
 impl ListenerBuilder {
@@ -111,6 +118,9 @@ impl ListenerBuilder {
     /// `IPV6_V6ONLY`: whether an IPv6 listener refuses IPv4-mapped connections.
     /// Default: left as the OS sets it (off on Linux unless `net.ipv6.bindv6only` says otherwise,
     /// on for Windows and OpenBSD).
+    ///
+    /// It matters only for the unspecified address `[::]`: Linux turns it on whenever a specific
+    /// IPv6 address is bound, since such a socket cannot receive IPv4 traffic anyway.
     ///
     /// Once set, binding an IPv4 address is an [`Error::SetOption`] of kind `InvalidInput`,
     /// returned before any socket is made.
@@ -197,6 +207,100 @@ impl ListenerBuilder {
     /// ```
     pub fn ttl(mut self, ttl: u32) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// `SO_KEEPALIVE` with the idle time before the first probe (`TCP_KEEPIDLE` on Linux,
+    /// `TCP_KEEPALIVE` on Apple systems, `SIO_KEEPALIVE_VALS` on Windows), so that dead peers are
+    /// found. Linux copies both to every accepted connection; elsewhere set them on each
+    /// accepted stream as well. Whole seconds; the kernel may reject 0 (`InvalidInput`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let listener = maxlisten::ListenerBuilder::new()
+    ///     .keepalive(Duration::from_secs(60))
+    ///     .bind("127.0.0.1:0")?;
+    /// assert!(socket2::SockRef::from(&listener).keepalive()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn keepalive(mut self, idle: Duration) -> Self {
+        self.keepalive = Some(idle);
+        self
+    }
+
+    /// `TCP_DEFER_ACCEPT` (Linux and Android): `accept()` returns a connection only once the
+    /// client has sent data, or after `wait`, so idle connects do not wake the server. The
+    /// kernel counts in SYN-ACK retransmissions: the wait is rounded up to whole seconds and
+    /// then to the retransmission schedule (1, 3, 7, 15, 31 ... s; reading it back gives that).
+    /// Elsewhere binding fails with an [`Error::SetOption`] of kind `Unsupported` (FreeBSD's
+    /// analogue is the `dataready` accept filter).
+    ///
+    /// ```
+    /// # #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// # {
+    /// let listener = maxlisten::ListenerBuilder::new()
+    ///     .tcp_defer_accept(std::time::Duration::from_secs(3))
+    ///     .bind("127.0.0.1:0")?;
+    /// # }
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn tcp_defer_accept(mut self, wait: Duration) -> Self {
+        self.tcp_defer_accept = Some(wait);
+        self
+    }
+
+    /// `TCP_FASTOPEN` on the listener: accept data in the SYN from clients that hold a Fast Open
+    /// cookie. On Linux and Android `queue` bounds the pending Fast Open requests (and
+    /// `net.ipv4.tcp_fastopen` must allow servers, bit 2, as it does by default); on FreeBSD and
+    /// Apple systems any `queue` above 0 turns it on, 0 off. Elsewhere binding fails with an
+    /// [`Error::SetOption`] of kind `Unsupported`.
+    ///
+    /// ```
+    /// # #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// # {
+    /// let listener = maxlisten::ListenerBuilder::new().tcp_fastopen(256).bind("127.0.0.1:0")?;
+    /// # }
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn tcp_fastopen(mut self, queue: u32) -> Self {
+        self.tcp_fastopen = Some(queue);
+        self
+    }
+
+    /// `SO_BINDTODEVICE` (Linux and Android): accept only connections that arrive on the
+    /// network device `device` (`"eth0"`, `"lo"`, a VRF). Linux requires `CAP_NET_RAW` for it
+    /// unless the socket is not yet bound to a device (kernels since 5.7 allow that unprivileged).
+    /// A device that does not exist is an [`Error::BindDevice`] naming it; on other platforms
+    /// the same error has kind `Unsupported`.
+    ///
+    /// ```
+    /// # #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// # {
+    /// let listener = maxlisten::ListenerBuilder::new().bind_device("lo").bind("127.0.0.1:0")?;
+    /// # }
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn bind_device(mut self, device: &str) -> Self {
+        self.bind_device = Some(device.to_owned());
+        self
+    }
+
+    /// `IP_FREEBIND` / `IPV6_FREEBIND` (Linux and Android): bind an address that is not (yet)
+    /// configured on this host, for a server that starts before its network is up or that
+    /// serves a floating address. Elsewhere binding fails with an [`Error::SetOption`] of kind
+    /// `Unsupported`.
+    ///
+    /// ```
+    /// # #[cfg(any(target_os = "linux", target_os = "android"))]
+    /// # {
+    /// // 192.0.2.1 is not on this host, but may be bound with freebind.
+    /// let listener = maxlisten::ListenerBuilder::new().freebind(true).bind("192.0.2.1:0")?;
+    /// # }
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn freebind(mut self, on: bool) -> Self {
+        self.freebind = Some(on);
         self
     }
 
@@ -316,6 +420,38 @@ impl ListenerBuilder {
                 socket.set_unicast_hops_v6(ttl)
             };
             set.map_err(option(ttl_option))?;
+        }
+        if let Some(idle) = self.keepalive {
+            socket
+                .set_tcp_keepalive(&TcpKeepalive::new().with_time(idle))
+                .map_err(option("SO_KEEPALIVE"))?;
+        }
+        let ipv4 = addr.is_ipv4();
+        let platform = |option: PlatformOption<'_>| {
+            sys::set_platform_option(&socket, ipv4, option).map_err(|source| match option {
+                PlatformOption::BindDevice(device) => Error::BindDevice {
+                    device: device.to_owned(),
+                    addr,
+                    source,
+                },
+                _ => Error::SetOption {
+                    option: option.name(ipv4),
+                    addr,
+                    source,
+                },
+            })
+        };
+        if let Some(device) = &self.bind_device {
+            platform(PlatformOption::BindDevice(device))?;
+        }
+        if let Some(on) = self.freebind {
+            platform(PlatformOption::FreeBind(on))?;
+        }
+        if let Some(wait) = self.tcp_defer_accept {
+            platform(PlatformOption::DeferAccept(wait))?;
+        }
+        if let Some(queue) = self.tcp_fastopen {
+            platform(PlatformOption::FastOpen(queue))?;
         }
         if self.nonblocking == Some(true) {
             socket.set_nonblocking(true).map_err(option("O_NONBLOCK"))?;

@@ -72,6 +72,19 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Binding the socket to a network device failed: no such device (`SO_BINDTODEVICE` gives
+    /// `ENODEV`), a name too long (`InvalidInput`), or a platform without the option
+    /// (`Unsupported`).
+    #[error("bind to device {device:?} for {addr}: {source}")]
+    BindDevice {
+        /// The device name as given.
+        device: String,
+        /// The address the socket was for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+
     /// `bind(2)` failed: the port is in use (`AddrInUse`), the address is not on this host
     /// (`AddrNotAvailable`), or the port is privileged (`PermissionDenied`).
     #[error("bind {addr}: {source}")]
@@ -144,17 +157,44 @@ impl Error {
     /// ```
     pub fn kind(&self) -> io::ErrorKind {
         match self {
-            Error::Resolve { source, .. }
-            | Error::Socket { source, .. }
-            | Error::SetOption { source, .. }
-            | Error::Bind { source, .. }
-            | Error::Listen { source, .. }
-            | Error::Query { source, .. }
-            | Error::Register { source, .. } => source.kind(),
             Error::AllAddressesFailed { errors, .. } => errors
                 .last()
                 .map_or(io::ErrorKind::InvalidInput, Error::kind),
-            Error::NoAddresses { .. } | Error::NotListening { .. } => io::ErrorKind::InvalidInput,
+            _ => self
+                .io_error()
+                .map_or(io::ErrorKind::InvalidInput, io::Error::kind),
+        }
+    }
+
+    /// The OS error code behind the failure (`EADDRINUSE`, `EMFILE`, ...), where there is one,
+    /// as [`io::Error::raw_os_error`]. For [`Error::AllAddressesFailed`], the last address's.
+    ///
+    /// ```
+    /// let err = maxlisten::bind("192.0.2.1:0").unwrap_err(); // not an address of this host
+    /// # #[cfg(target_os = "linux")]
+    /// assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL));
+    /// ```
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::AllAddressesFailed { errors, .. } => errors.last()?.raw_os_error(),
+            _ => self.io_error()?.raw_os_error(),
+        }
+    }
+
+    /// The OS error this error wraps; `None` for the variants that have none.
+    fn io_error(&self) -> Option<&io::Error> {
+        match self {
+            Error::Resolve { source, .. }
+            | Error::Socket { source, .. }
+            | Error::SetOption { source, .. }
+            | Error::BindDevice { source, .. }
+            | Error::Bind { source, .. }
+            | Error::Listen { source, .. }
+            | Error::Query { source, .. }
+            | Error::Register { source, .. } => Some(source),
+            Error::NoAddresses { .. }
+            | Error::NotListening { .. }
+            | Error::AllAddressesFailed { .. } => None,
         }
     }
 
@@ -173,6 +213,7 @@ impl Error {
         match self {
             Error::Socket { addr, .. }
             | Error::SetOption { addr, .. }
+            | Error::BindDevice { addr, .. }
             | Error::Bind { addr, .. } => Some(*addr),
             Error::Listen { addr, .. }
             | Error::NotListening { addr }

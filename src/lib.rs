@@ -76,6 +76,33 @@
 //! # Ok::<(), maxlisten::Error>(())
 //! ```
 //!
+//! # Bad input and failures
+//!
+//! Every failure is an [`Error`] naming the address (or the input that did not resolve); a
+//! failed bind closes its socket. What each bad input gets (tested on Linux):
+//!
+//! | input | outcome | [`Error::kind`] |
+//! |---|---|---|
+//! | port already in use (with or without `reuse_port`) | [`Error::Bind`] | `AddrInUse` |
+//! | address not on this host (`192.0.2.1`) | [`Error::Bind`] (unless [`freebind`](ListenerBuilder::freebind)) | `AddrNotAvailable` |
+//! | privileged port without permission | [`Error::Bind`] | `PermissionDenied` |
+//! | name that does not resolve | [`Error::Resolve`] | as the resolver says (no specific kind) |
+//! | text that is not an address, a bad port | [`Error::Resolve`] | `InvalidInput` |
+//! | empty address list | [`Error::NoAddresses`] | `InvalidInput` |
+//! | several addresses, all failing | [`Error::AllAddressesFailed`], each error kept | the last one's |
+//! | descriptor limit reached | [`Error::Socket`], [`Error::raw_os_error`] `EMFILE` | no specific kind |
+//! | `only_v6` with an IPv4 address | [`Error::SetOption`] `IPV6_V6ONLY`, before any socket | `InvalidInput` |
+//! | `ttl` 0 or above 255 | [`Error::SetOption`] `IP_TTL`, before any socket | `InvalidInput` |
+//! | `keepalive` of zero | [`Error::SetOption`] `SO_KEEPALIVE` (the kernel refuses) | `InvalidInput` |
+//! | unknown or too long device name | [`Error::BindDevice`], naming the device | no specific kind / `InvalidInput` |
+//! | an option this platform lacks | [`Error::SetOption`] or [`Error::BindDevice`] | `Unsupported` |
+//! | backlog 0 | bound; Linux holds 1 connection | - |
+//! | backlog above `i32::MAX`, `u32::MAX` | bound; `i32::MAX` is passed, the kernel clamps | - |
+//! | buffer size 0 / `usize::MAX` | bound; the kernel's minimum / `i32::MAX` capped by the kernel | - |
+//! | `set_backlog` or `queue_stats` on a socket that does not listen | [`Error::NotListening`]; `listen` not called | `InvalidInput` |
+//! | `queue_stats` where the platform cannot read the queue | [`Error::Query`] | `Unsupported` |
+//! | `into_tokio` outside a tokio runtime | [`Error::Register`] (tokio would panic) | `Other` |
+//!
 //! # Security
 //!
 //! - Sockets are close-on-exec from the start (`SOCK_CLOEXEC`, or `FD_CLOEXEC` right after
@@ -83,7 +110,9 @@
 //! - `SO_REUSEPORT` is off unless asked for: with it on, any process of the same user may bind
 //!   the same port and take a share of the connections.
 //! - `SO_REUSEADDR` is set on Unix (as std does: it only allows rebinding over `TIME_WAIT`) and
-//!   not on Windows, where it would let another socket steal the port.
+//!   not on Windows, where it would let another socket steal the port. `SO_EXCLUSIVEADDRUSE` is
+//!   not set either, as std does not: it makes a restarted server fail to bind while old
+//!   connections linger, and Windows already refuses a bind by another user over a bound port.
 //! - A failed bind closes its socket, whatever step failed; nothing is left half-configured.
 //! - `unsafe` is limited to a few `getsockopt`/`sysctl` calls in `sys/`, each justified.
 //!

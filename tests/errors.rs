@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 
 use maxlisten::{Error, ListenerBuilder};
 
+mod common;
+
 #[test]
 fn port_in_use() {
     let taken = maxlisten::bind("127.0.0.1:0").unwrap();
@@ -38,10 +40,19 @@ fn address_not_on_this_host() {
 
 #[test]
 fn unresolvable_name() {
-    let err = maxlisten::bind("no-such-host.invalid:80").unwrap_err();
-    assert!(matches!(err, Error::Resolve { .. }), "{err:?}");
-    assert!(err.to_string().contains("no-such-host.invalid:80"), "{err}");
-    assert!(err.addr().is_none());
+    let check = || {
+        let err = maxlisten::bind("no-such-host.invalid:80").unwrap_err();
+        assert!(matches!(err, Error::Resolve { .. }), "{err:?}");
+        assert!(err.to_string().contains("no-such-host.invalid:80"), "{err}");
+        assert!(err.addr().is_none());
+    };
+    // As root, resolve inside a private network namespace, so that the DNS query never leaves
+    // the machine; otherwise ask the host's resolver.
+    if common::is_root() {
+        common::in_netns(4096, check);
+    } else {
+        check();
+    }
 }
 
 #[test]

@@ -108,3 +108,37 @@ fn set_backlog_takes_std_listener_from_128_to_the_limit() {
         assert_eq!(completed, 1001);
     });
 }
+
+#[test]
+fn under_a_burst_larger_than_the_backlog_every_connection_is_served_after_refresh() {
+    if !require_root("under_a_burst_larger_than_the_backlog") {
+        return;
+    }
+    in_netns(16, || {
+        let mut listener = ListenerBuilder::new().bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // 100 connects against a queue of 17: 17 complete, 83 wait to retransmit their SYN.
+        let (clients, completed) = fill_queue(addr, 100);
+        assert_eq!(completed, 17);
+        assert_eq!(listener.queue_stats().unwrap().queued, 17);
+        // The administrator raises the limit; the server picks it up and drains the queue.
+        set_somaxconn(256);
+        assert_eq!(listener.refresh_backlog().unwrap().applied(), Some(256));
+        listener.as_std().set_nonblocking(true).unwrap();
+        let start = std::time::Instant::now();
+        let mut accepted = 0;
+        while accepted < clients.len() && start.elapsed() < std::time::Duration::from_secs(20) {
+            match listener.accept() {
+                Ok(_) => accepted += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        // Every client got in: the 17 queued at once, the rest on their SYN retransmission.
+        assert_eq!(accepted, clients.len());
+        assert!(clients.iter().all(|c| c.peer_addr().is_ok()));
+        assert_eq!(listener.queue_stats().unwrap().queued, 0);
+    });
+}

@@ -16,7 +16,7 @@ fn failed_binds_leave_the_descriptor_count_unchanged() {
     let never_listened = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let empty: &[SocketAddr] = &[];
     let before = open_fds();
-    for _ in 0..500 {
+    for _ in 0..1000 {
         // Fails at bind (socket made and configured first).
         assert!(maxlisten::bind(in_use).is_err());
         assert!(ListenerBuilder::new()
@@ -36,6 +36,15 @@ fn failed_binds_leave_the_descriptor_count_unchanged() {
             .bind("127.0.0.1:0")
             .is_err());
         assert!(ListenerBuilder::new().ttl(0).bind("127.0.0.1:0").is_err());
+        // Fails at a socket option, after the socket was made.
+        assert!(ListenerBuilder::new()
+            .bind_device("nosuchdev0")
+            .bind("127.0.0.1:0")
+            .is_err());
+        assert!(ListenerBuilder::new()
+            .keepalive(std::time::Duration::ZERO)
+            .bind("127.0.0.1:0")
+            .is_err());
         // Runtime calls on something that does not listen.
         assert!(maxlisten::set_backlog(&never_listened, 5).is_err());
         assert!(maxlisten::queue_stats(&never_listened).is_err());

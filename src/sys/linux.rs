@@ -14,8 +14,9 @@ use std::sync::OnceLock;
 use libc::c_int;
 use socket2::Socket;
 
+use super::unix::setsockopt_int;
 pub(crate) use super::unix::{is_listening, set_reuse_port};
-use super::Failed;
+use super::{Failed, PlatformOption};
 use crate::{Backlog, BacklogSource, QueueStats};
 
 /// The sysctl that caps the backlog.
@@ -150,6 +151,29 @@ pub(crate) fn system_limit() -> Option<u32> {
         .trim()
         .parse()
         .ok()
+}
+
+/// `TCP_DEFER_ACCEPT` (whole seconds, rounded up), `TCP_FASTOPEN` (queue length),
+/// `SO_BINDTODEVICE`, `IP_FREEBIND` / `IPV6_FREEBIND`.
+pub(crate) fn set_platform_option(
+    socket: &Socket,
+    ipv4: bool,
+    option: PlatformOption<'_>,
+) -> io::Result<()> {
+    let tcp = |name, value: u64| {
+        let value = c_int::try_from(value).unwrap_or(c_int::MAX);
+        setsockopt_int(socket, libc::IPPROTO_TCP, name, value)
+    };
+    match option {
+        PlatformOption::DeferAccept(wait) => {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            tcp(libc::TCP_DEFER_ACCEPT, secs)
+        }
+        PlatformOption::FastOpen(queue) => tcp(libc::TCP_FASTOPEN, u64::from(queue)),
+        PlatformOption::BindDevice(device) => socket.bind_device(Some(device.as_bytes())),
+        PlatformOption::FreeBind(on) if ipv4 => socket.set_freebind_v4(on),
+        PlatformOption::FreeBind(on) => socket.set_freebind_v6(on),
+    }
 }
 
 #[cfg(test)]

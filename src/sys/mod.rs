@@ -6,9 +6,11 @@
 //! - `queue_stats(socket)`: queued connections and backlog, `None` if the socket is not listening;
 //! - `is_listening(socket)`: whether `listen(2)` was called on the socket;
 //! - `system_limit()` and `LIMIT_NAME`: the system's cap on the backlog and the sysctl that holds it;
-//! - `set_reuse_port(socket, on)`: `SO_REUSEPORT`, where it exists.
+//! - `set_reuse_port(socket, on)`: `SO_REUSEPORT`, where it exists;
+//! - `set_platform_option(socket, addr, option)`: the options only some kernels have.
 
 use std::io;
+use std::time::Duration;
 
 /// A reading that failed: what was read, and the OS error.
 #[derive(Debug)]
@@ -53,9 +55,46 @@ mod os;
 mod os;
 
 pub(crate) use os::{
-    applied_backlog, is_listening, listen_arg, queue_stats, set_reuse_port, system_limit,
-    LIMIT_NAME,
+    applied_backlog, is_listening, listen_arg, queue_stats, set_platform_option, set_reuse_port,
+    system_limit, LIMIT_NAME,
 };
+
+/// A socket option that only some kernels have.
+#[derive(Clone, Copy, Debug)]
+// Only Linux reads every field.
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
+pub(crate) enum PlatformOption<'a> {
+    /// `TCP_DEFER_ACCEPT` (Linux).
+    DeferAccept(Duration),
+    /// `TCP_FASTOPEN` (Linux: the queue length; FreeBSD and Apple: on or off).
+    FastOpen(u32),
+    /// `SO_BINDTODEVICE` (Linux).
+    BindDevice(&'a str),
+    /// `IP_FREEBIND` / `IPV6_FREEBIND` (Linux).
+    FreeBind(bool),
+}
+
+impl PlatformOption<'_> {
+    /// The option's name, as the OS names it.
+    pub(crate) fn name(&self, ipv4: bool) -> &'static str {
+        match self {
+            PlatformOption::DeferAccept(_) => "TCP_DEFER_ACCEPT",
+            PlatformOption::FastOpen(_) => "TCP_FASTOPEN",
+            PlatformOption::BindDevice(_) => "SO_BINDTODEVICE",
+            PlatformOption::FreeBind(_) if ipv4 => "IP_FREEBIND",
+            PlatformOption::FreeBind(_) => "IPV6_FREEBIND",
+        }
+    }
+
+    /// The error for a platform that lacks the option.
+    #[allow(dead_code)] // Linux has them all.
+    pub(crate) fn unsupported(&self, ipv4: bool) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{} is not available on this platform", self.name(ipv4)),
+        )
+    }
+}
 
 /// The largest value `listen(2)` takes: its argument is a C `int`.
 pub(crate) fn cap_to_int(requested: u32) -> libc::c_int {

@@ -10,7 +10,7 @@ use libc::c_int;
 use socket2::Socket;
 
 pub(crate) use super::unix::{is_listening, set_reuse_port};
-use super::Failed;
+use super::{Failed, PlatformOption};
 use crate::{Backlog, BacklogSource, QueueStats};
 
 /// The sysctl that caps the backlog.
@@ -87,4 +87,13 @@ fn kern_int(name: c_int) -> Option<u32> {
     } else {
         None
     }
+}
+
+/// None of these options exist here.
+pub(crate) fn set_platform_option(
+    _socket: &Socket,
+    ipv4: bool,
+    option: PlatformOption<'_>,
+) -> std::io::Result<()> {
+    Err(option.unsupported(ipv4))
 }

@@ -6,7 +6,7 @@ use libc::c_int;
 use socket2::Socket;
 
 pub(crate) use super::unix::{is_listening, set_reuse_port};
-use super::Failed;
+use super::{Failed, PlatformOption};
 use crate::{Backlog, BacklogSource, QueueStats};
 
 /// No sysctl is read here.
@@ -30,4 +30,13 @@ pub(crate) fn queue_stats(_socket: &Socket) -> Result<Option<QueueStats>, Failed
 /// No limit is read here.
 pub(crate) fn system_limit() -> Option<u32> {
     None
+}
+
+/// None of these options exist here.
+pub(crate) fn set_platform_option(
+    _socket: &Socket,
+    ipv4: bool,
+    option: PlatformOption<'_>,
+) -> std::io::Result<()> {
+    Err(option.unsupported(ipv4))
 }

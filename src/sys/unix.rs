@@ -28,6 +28,31 @@ pub(crate) fn getsockopt_int(socket: &Socket, level: c_int, name: c_int) -> io::
     }
 }
 
+/// Sets an `int` socket option.
+#[allow(dead_code)] // used by the families that have options beyond socket2's
+pub(crate) fn setsockopt_int(
+    socket: &Socket,
+    level: c_int,
+    name: c_int,
+    value: c_int,
+) -> io::Result<()> {
+    // SAFETY: `value` is a live local of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const c_int).cast(),
+            mem::size_of::<c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// `SO_ACCEPTCONN`: whether `listen(2)` was called on the socket.
 pub(crate) fn is_listening(socket: &Socket) -> io::Result<bool> {
     getsockopt_int(socket, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).map(|v| v != 0)

@@ -12,7 +12,7 @@ use libc::c_int;
 use socket2::Socket;
 use windows_sys::Win32::Networking::WinSock;
 
-use super::Failed;
+use super::{Failed, PlatformOption};
 use crate::{Backlog, BacklogSource, QueueStats};
 
 /// There is no such sysctl.
@@ -68,4 +68,13 @@ pub(crate) fn set_reuse_port(_socket: &Socket, _on: bool) -> io::Result<()> {
         io::ErrorKind::Unsupported,
         "SO_REUSEPORT does not exist on Windows",
     ))
+}
+
+/// None of these options exist here.
+pub(crate) fn set_platform_option(
+    _socket: &Socket,
+    ipv4: bool,
+    option: PlatformOption<'_>,
+) -> std::io::Result<()> {
+    Err(option.unsupported(ipv4))
 }

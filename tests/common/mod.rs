@@ -71,7 +71,8 @@ pub fn ss_send_q(port: u16) -> u32 {
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
-fn is_root() -> bool {
+/// Whether the tests run as root.
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }

@@ -1,0 +1,172 @@
+//! Faults that need a process of their own: the descriptor limit exhausted, a privileged port
+//! bound by an unprivileged user, and a host name whose every address fails. Each runs this test
+//! binary again as a child (selected by an environment variable), under the wrapper it needs.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::process::Command;
+
+use common::require_root;
+use maxlisten::Error;
+
+const CHILD: &str = "MAXLISTEN_RELIABILITY_CHILD";
+
+/// Runs the test `name` of this binary in a child process, wrapped in `wrapper` (a shell
+/// command that ends with `"$@"`), and fails if the child fails.
+fn run_child(name: &str, wrapper: Option<&str>) {
+    let exe = std::env::current_exe().unwrap();
+    let mut command = match wrapper {
+        Some(wrapper) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", wrapper, "sh"]).arg(&exe);
+            c
+        }
+        None => Command::new(&exe),
+    };
+    let out = command
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child {name} failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "child {name} ran no test:\n{text}"
+    );
+    assert!(
+        text.contains("child done"),
+        "child {name} did not run its body:\n{text}"
+    );
+}
+
+fn is_child(name: &str) -> bool {
+    std::env::var(CHILD).as_deref() == Ok(name)
+}
+
+#[test]
+fn descriptor_limit_exhausted_is_an_error_not_a_panic() {
+    run_child("child_descriptor_limit", None);
+}
+
+#[test]
+fn child_descriptor_limit() {
+    if !is_child("child_descriptor_limit") {
+        return;
+    }
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+    let limit = libc::rlimit {
+        rlim_cur: open + 8,
+        rlim_max: open + 64,
+    };
+    // SAFETY: `limit` is a live local.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
+    // Take every descriptor that is left.
+    let mut fillers = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => fillers.push(file),
+            Err(e) if e.raw_os_error() == Some(libc::EMFILE) => break,
+            Err(e) => panic!("open: {e}"),
+        }
+    }
+    assert!(!fillers.is_empty());
+    let mut failures = 0;
+    for _ in 0..200 {
+        match maxlisten::bind("127.0.0.1:0") {
+            Err(err) => {
+                assert!(matches!(err, Error::Socket { .. }), "{err:?}");
+                assert_eq!(err.raw_os_error(), Some(libc::EMFILE));
+                assert!(err.to_string().contains("127.0.0.1:0"), "{err}");
+                failures += 1;
+            }
+            Ok(listener) => drop(listener),
+        }
+    }
+    assert_eq!(failures, 200);
+    // One descriptor free again: binding works, so the failures left nothing open.
+    fillers.pop();
+    maxlisten::bind("127.0.0.1:0").unwrap();
+    println!("child done");
+}
+
+#[test]
+fn privileged_port_without_permission() {
+    if !require_root("privileged_port_without_permission") {
+        return;
+    }
+    // A private network namespace where ports below 2000 are privileged, and a user without
+    // capabilities.
+    run_child(
+        "child_privileged_port",
+        Some(
+            "exec unshare -n sh -c 'sysctl -qw net.ipv4.ip_unprivileged_port_start=2000 && \
+             exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \"$@\"' sh \"$@\"",
+        ),
+    );
+}
+
+#[test]
+fn child_privileged_port() {
+    if !is_child("child_privileged_port") {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    assert_ne!(unsafe { libc::geteuid() }, 0, "the child must not be root");
+    let err = maxlisten::bind("0.0.0.0:1500").unwrap_err();
+    assert!(matches!(err, Error::Bind { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("0.0.0.0:1500"), "{err}");
+    // Above the namespace's threshold the same user may bind.
+    maxlisten::bind("0.0.0.0:2500").unwrap();
+    println!("child done");
+}
+
+#[test]
+fn a_name_whose_every_address_fails_names_each() {
+    if !require_root("a_name_whose_every_address_fails_names_each") {
+        return;
+    }
+    // A private mount namespace whose /etc/hosts gives one name two addresses.
+    let hosts = std::env::temp_dir().join(format!("maxlisten-hosts-{}", std::process::id()));
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.1 multi.maxlisten.test\n127.0.0.2 multi.maxlisten.test\n",
+    )
+    .unwrap();
+    let wrapper = format!(
+        "exec unshare -m sh -c 'mount --bind {} /etc/hosts && exec \"$@\"' sh \"$@\"",
+        hosts.display()
+    );
+    run_child("child_multi_address_name", Some(&wrapper));
+    std::fs::remove_file(hosts).unwrap();
+}
+
+#[test]
+fn child_multi_address_name() {
+    if !is_child("child_multi_address_name") {
+        return;
+    }
+    // Take the same port on both addresses, then bind the name.
+    let first = maxlisten::bind("127.0.0.1:0").unwrap();
+    let port = first.local_addr().unwrap().port();
+    let _second = maxlisten::bind(("127.0.0.2", port)).unwrap();
+    let err = maxlisten::bind(("multi.maxlisten.test", port)).unwrap_err();
+    let Error::AllAddressesFailed { errors, input } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(input.contains("multi.maxlisten.test"), "{input}");
+    assert_eq!(errors.len(), 2);
+    assert!(errors.iter().all(|e| e.kind() == ErrorKind::AddrInUse));
+    let msg = err.to_string();
+    for addr in [format!("127.0.0.1:{port}"), format!("127.0.0.2:{port}")] {
+        assert!(msg.contains(&addr), "{addr} missing: {msg}");
+    }
+    assert!(msg.contains("multi.maxlisten.test"), "{msg}");
+    println!("child done");
+}
