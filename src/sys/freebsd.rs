@@ -8,10 +8,11 @@
 use libc::c_int;
 use socket2::Socket;
 
-use super::unix::setsockopt_int;
 use super::unix::{getsockopt_int, sysctl_by_name};
-pub(crate) use super::unix::{is_listening, set_reuse_port};
-use super::{Failed, PlatformOption};
+pub(crate) use super::unix::{
+    is_listening, set_fastopen_only as set_platform_option, set_reuse_port,
+};
+use super::Failed;
 use crate::{Backlog, BacklogSource, QueueStats};
 
 /// The sysctl that caps the backlog.
@@ -61,21 +62,4 @@ pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed>
 /// `kern.ipc.soacceptqueue`, or its old name `kern.ipc.somaxconn`.
 pub(crate) fn system_limit() -> Option<u32> {
     sysctl_by_name(c"kern.ipc.soacceptqueue").or_else(|| sysctl_by_name(c"kern.ipc.somaxconn"))
-}
-
-/// `TCP_FASTOPEN` is on or off here (the queue is system-wide); the other options do not exist.
-pub(crate) fn set_platform_option(
-    socket: &Socket,
-    ipv4: bool,
-    option: PlatformOption<'_>,
-) -> std::io::Result<()> {
-    match option {
-        PlatformOption::FastOpen(queue) => setsockopt_int(
-            socket,
-            libc::IPPROTO_TCP,
-            libc::TCP_FASTOPEN,
-            c_int::from(queue > 0),
-        ),
-        other => Err(other.unsupported(ipv4)),
-    }
 }

@@ -22,6 +22,14 @@ pub(crate) struct Failed {
 #[cfg(unix)]
 mod unix;
 
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_vendor = "apple"
+)))]
+mod unknown;
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[path = "linux.rs"]
 mod os;
@@ -99,18 +107,4 @@ impl PlatformOption<'_> {
 /// The largest value `listen(2)` takes: its argument is a C `int`.
 pub(crate) fn cap_to_int(requested: u32) -> libc::c_int {
     libc::c_int::try_from(requested).unwrap_or(libc::c_int::MAX)
-}
-
-impl Failed {
-    /// For platforms where no call reads the accept queue.
-    #[allow(dead_code)] // Linux, FreeBSD and Apple can read it.
-    pub(crate) fn queue_unsupported() -> Failed {
-        Failed {
-            what: "the accept queue",
-            source: io::Error::new(
-                io::ErrorKind::Unsupported,
-                "this platform has no per-socket reading of the accept queue",
-            ),
-        }
-    }
 }

@@ -6,20 +6,14 @@
 //! - NetBSD: a negative backlog becomes **0**, then `min(backlog, kern.somaxconn)`. This crate
 //!   never passes a negative value.
 
-use libc::c_int;
 use socket2::Socket;
 
 pub(crate) use super::unix::{is_listening, set_reuse_port};
-use super::{Failed, PlatformOption};
-use crate::{Backlog, BacklogSource, QueueStats};
+pub(crate) use super::unknown::{listen_arg, queue_stats, set_platform_option};
+use crate::{Backlog, BacklogSource};
 
 /// The sysctl that caps the backlog.
 pub(crate) const LIMIT_NAME: &str = "kern.somaxconn";
-
-/// What to pass to `listen(2)`: the request as a non-negative `int`.
-pub(crate) fn listen_arg(requested: u32) -> c_int {
-    super::cap_to_int(requested)
-}
 
 /// The applied backlog, derived from the sysctls.
 pub(crate) fn applied_backlog(_socket: &Socket, requested: u32) -> Backlog {
@@ -34,11 +28,6 @@ pub(crate) fn applied_backlog(_socket: &Socket, requested: u32) -> Backlog {
         }
         None => Backlog::new(requested, None, BacklogSource::Unknown),
     }
-}
-
-/// No known call reads the accept queue here.
-pub(crate) fn queue_stats(_socket: &Socket) -> Result<Option<QueueStats>, Failed> {
-    Err(Failed::queue_unsupported())
 }
 
 /// `kern.somaxconn`.
@@ -66,17 +55,17 @@ fn minimum() -> u32 {
 }
 
 #[cfg(target_os = "openbsd")]
-fn kern_int(name: c_int) -> Option<u32> {
+fn kern_int(name: libc::c_int) -> Option<u32> {
     let mib = [libc::CTL_KERN, name];
-    let mut value: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>();
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>();
     // SAFETY: `mib` holds two names; `value` and `len` are live locals and the kernel writes at
     // most `len` bytes to `value`; no new value is set (null pointer, length 0).
     let rc = unsafe {
         libc::sysctl(
             mib.as_ptr(),
             2,
-            (&mut value as *mut c_int).cast(),
+            (&mut value as *mut libc::c_int).cast(),
             &mut len,
             std::ptr::null_mut(),
             0,
@@ -87,13 +76,4 @@ fn kern_int(name: c_int) -> Option<u32> {
     } else {
         None
     }
-}
-
-/// None of these options exist here.
-pub(crate) fn set_platform_option(
-    _socket: &Socket,
-    ipv4: bool,
-    option: PlatformOption<'_>,
-) -> std::io::Result<()> {
-    Err(option.unsupported(ipv4))
 }

@@ -95,3 +95,22 @@ pub(crate) fn sysctl_by_name(name: &std::ffi::CStr) -> Option<u32> {
         None
     }
 }
+
+/// FreeBSD and Apple: `TCP_FASTOPEN` is on or off (the queue is system-wide); the other
+/// platform options do not exist.
+#[cfg(any(target_os = "freebsd", target_vendor = "apple"))]
+pub(crate) fn set_fastopen_only(
+    socket: &Socket,
+    ipv4: bool,
+    option: super::PlatformOption<'_>,
+) -> io::Result<()> {
+    match option {
+        super::PlatformOption::FastOpen(queue) => setsockopt_int(
+            socket,
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            c_int::from(queue > 0),
+        ),
+        other => Err(other.unsupported(ipv4)),
+    }
+}

@@ -8,35 +8,16 @@
 use std::io;
 use std::os::windows::io::AsRawSocket;
 
-use libc::c_int;
 use socket2::Socket;
 use windows_sys::Win32::Networking::WinSock;
 
-use super::{Failed, PlatformOption};
-use crate::{Backlog, BacklogSource, QueueStats};
+// `listen(s, i32::MAX)` is `listen(s, SOMAXCONN)`; nothing can be read back.
+pub(crate) use super::unknown::{
+    applied_backlog, listen_arg, queue_stats, set_platform_option, system_limit,
+};
 
 /// There is no such sysctl.
 pub(crate) const LIMIT_NAME: &str = "(none on Windows)";
-
-/// What to pass to `listen`: the request as a non-negative `int`; `i32::MAX` is `SOMAXCONN`.
-pub(crate) fn listen_arg(requested: u32) -> c_int {
-    super::cap_to_int(requested)
-}
-
-/// Unknown: Windows has no reading of the applied backlog.
-pub(crate) fn applied_backlog(_socket: &Socket, requested: u32) -> Backlog {
-    Backlog::new(requested, None, BacklogSource::Unknown)
-}
-
-/// Windows has no reading of the accept queue.
-pub(crate) fn queue_stats(_socket: &Socket) -> Result<Option<QueueStats>, Failed> {
-    Err(Failed::queue_unsupported())
-}
-
-/// Windows has no system limit to read.
-pub(crate) fn system_limit() -> Option<u32> {
-    None
-}
 
 /// `SO_ACCEPTCONN`.
 pub(crate) fn is_listening(socket: &Socket) -> io::Result<bool> {
@@ -68,13 +49,4 @@ pub(crate) fn set_reuse_port(_socket: &Socket, _on: bool) -> io::Result<()> {
         io::ErrorKind::Unsupported,
         "SO_REUSEPORT does not exist on Windows",
     ))
-}
-
-/// None of these options exist here.
-pub(crate) fn set_platform_option(
-    _socket: &Socket,
-    ipv4: bool,
-    option: PlatformOption<'_>,
-) -> std::io::Result<()> {
-    Err(option.unsupported(ipv4))
 }
