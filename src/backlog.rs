@@ -66,6 +66,20 @@ impl Backlog {
         }
     }
 
+    /// A report derived from the system limit by the kernel's clamping `rule` (given the limit),
+    /// or unknown when there is no limit to derive from.
+    #[allow(dead_code)] // platforms without a limit never derive
+    pub(crate) fn derived(
+        requested: u32,
+        limit: Option<u32>,
+        rule: impl FnOnce(u32) -> u32,
+    ) -> Backlog {
+        match limit {
+            Some(limit) => Backlog::new(requested, Some(rule(limit)), BacklogSource::SystemLimit),
+            None => Backlog::new(requested, None, BacklogSource::Unknown),
+        }
+    }
+
     /// The backlog the caller asked for: `i32::MAX` (2147483647) unless
     /// [`ListenerBuilder::backlog`](crate::ListenerBuilder::backlog) or
     /// [`set_backlog`](crate::set_backlog) said otherwise.

@@ -15,7 +15,7 @@ use std::os::fd::AsRawFd;
 use libc::c_int;
 use socket2::Socket;
 
-use super::unix::sysctl_by_name;
+use super::unix::{check_listening, sysctl_by_name};
 pub(crate) use super::unix::{
     is_listening, set_fastopen_only as set_platform_option, set_reuse_port,
 };
@@ -90,25 +90,17 @@ pub(crate) fn applied_backlog(socket: &Socket, requested: u32) -> Backlog {
     if let Ok((_, limit)) = socket_info(socket) {
         return Backlog::new(requested, Some(limit), BacklogSource::Kernel);
     }
-    match system_limit() {
-        Some(limit) => {
-            let arg = listen_arg(requested) as u32;
-            // 0 means "the limit" on XNU; the result is stored in a short.
-            let applied = if arg == 0 || arg > limit { limit } else { arg };
-            let stored = u32::try_from(applied as u16 as i16).unwrap_or(0);
-            Backlog::new(requested, Some(stored), BacklogSource::SystemLimit)
-        }
-        None => Backlog::new(requested, None, BacklogSource::Unknown),
-    }
+    Backlog::derived(requested, system_limit(), |limit| {
+        let arg = listen_arg(requested) as u32;
+        // 0 means "the limit" on XNU; the result is stored in a short.
+        let applied = if arg == 0 || arg > limit { limit } else { arg };
+        u32::try_from(applied as u16 as i16).unwrap_or(0)
+    })
 }
 
 /// `soi_qlen` and `soi_qlimit`, after `SO_ACCEPTCONN` says the socket listens.
 pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
-    let listening = is_listening(socket).map_err(|source| Failed {
-        what: "SO_ACCEPTCONN",
-        source,
-    })?;
-    if !listening {
+    if !check_listening(socket)? {
         return Ok(None);
     }
     let (queued, backlog) = socket_info(socket).map_err(|source| Failed {

@@ -8,7 +8,7 @@
 use libc::c_int;
 use socket2::Socket;
 
-use super::unix::{getsockopt_int, sysctl_by_name};
+use super::unix::{check_listening, getsockopt_int, sysctl_by_name};
 pub(crate) use super::unix::{
     is_listening, set_fastopen_only as set_platform_option, set_reuse_port,
 };
@@ -34,23 +34,14 @@ pub(crate) fn applied_backlog(socket: &Socket, requested: u32) -> Backlog {
     if let Ok(limit) = read(socket, "SO_LISTENQLIMIT", libc::SO_LISTENQLIMIT) {
         return Backlog::new(requested, Some(limit), BacklogSource::Kernel);
     }
-    match system_limit() {
-        Some(limit) => Backlog::new(
-            requested,
-            Some((listen_arg(requested) as u32).min(limit)),
-            BacklogSource::SystemLimit,
-        ),
-        None => Backlog::new(requested, None, BacklogSource::Unknown),
-    }
+    Backlog::derived(requested, system_limit(), |limit| {
+        (listen_arg(requested) as u32).min(limit)
+    })
 }
 
 /// `SO_LISTENQLEN` and `SO_LISTENQLIMIT`, after `SO_ACCEPTCONN` says the socket listens.
 pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
-    let listening = is_listening(socket).map_err(|source| Failed {
-        what: "SO_ACCEPTCONN",
-        source,
-    })?;
-    if !listening {
+    if !check_listening(socket)? {
         return Ok(None);
     }
     Ok(Some(QueueStats {

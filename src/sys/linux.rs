@@ -120,14 +120,10 @@ pub(crate) fn applied_backlog(socket: &Socket, requested: u32) -> Backlog {
         Ok(info) if info.state == TCP_LISTEN => {
             Backlog::new(requested, Some(info.sacked), BacklogSource::Kernel)
         }
-        _ => match system_limit() {
-            Some(limit) => {
-                // Non-negative: `listen_arg` never returns less than zero.
-                let applied = (listen_arg(requested) as u32).min(limit);
-                Backlog::new(requested, Some(applied), BacklogSource::SystemLimit)
-            }
-            None => Backlog::new(requested, None, BacklogSource::Unknown),
-        },
+        // Non-negative: `listen_arg` never returns less than zero.
+        _ => Backlog::derived(requested, system_limit(), |limit| {
+            (listen_arg(requested) as u32).min(limit)
+        }),
     }
 }
 

@@ -10,24 +10,16 @@ use socket2::Socket;
 
 pub(crate) use super::unix::{is_listening, set_reuse_port};
 pub(crate) use super::unknown::{listen_arg, queue_stats, set_platform_option};
-use crate::{Backlog, BacklogSource};
+use crate::Backlog;
 
 /// The sysctl that caps the backlog.
 pub(crate) const LIMIT_NAME: &str = "kern.somaxconn";
 
 /// The applied backlog, derived from the sysctls.
 pub(crate) fn applied_backlog(_socket: &Socket, requested: u32) -> Backlog {
-    match system_limit() {
-        Some(limit) => {
-            let clamped = (listen_arg(requested) as u32).min(limit);
-            Backlog::new(
-                requested,
-                Some(clamped.max(minimum())),
-                BacklogSource::SystemLimit,
-            )
-        }
-        None => Backlog::new(requested, None, BacklogSource::Unknown),
-    }
+    Backlog::derived(requested, system_limit(), |limit| {
+        (listen_arg(requested) as u32).min(limit).max(minimum())
+    })
 }
 
 /// `kern.somaxconn`.

@@ -58,6 +58,15 @@ pub(crate) fn is_listening(socket: &Socket) -> io::Result<bool> {
     getsockopt_int(socket, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).map(|v| v != 0)
 }
 
+/// `SO_ACCEPTCONN` as a reading of [`queue_stats`](super) may fail.
+#[allow(dead_code)] // used by the families that read the queue with more than one call
+pub(crate) fn check_listening(socket: &Socket) -> Result<bool, super::Failed> {
+    is_listening(socket).map_err(|source| super::Failed {
+        what: "SO_ACCEPTCONN",
+        source,
+    })
+}
+
 /// `SO_REUSEPORT`.
 #[cfg(not(any(target_os = "solaris", target_os = "illumos")))]
 pub(crate) fn set_reuse_port(socket: &Socket, on: bool) -> io::Result<()> {
