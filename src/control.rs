@@ -166,6 +166,11 @@ fn ensure_listening(socket: &Socket) -> Result<(), Error> {
 
 pub(crate) fn set_backlog_on(socket: &Socket, backlog: u32) -> Result<Backlog, Error> {
     ensure_listening(socket)?;
+    relisten(socket, backlog)
+}
+
+/// `listen(2)` again on a socket known to listen, and the new report.
+pub(crate) fn relisten(socket: &Socket, backlog: u32) -> Result<Backlog, Error> {
     socket
         .listen(sys::listen_arg(backlog))
         .map_err(|source| Error::Listen {

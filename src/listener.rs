@@ -67,8 +67,8 @@ impl Listener {
     ///
     /// # Errors
     ///
-    /// [`Error::Listen`] if the kernel refuses; [`Error::Query`] if `SO_ACCEPTCONN` cannot be
-    /// read. The requested value is kept only when the call succeeds.
+    /// [`Error::Listen`] if the kernel refuses. The requested value is kept only when the call
+    /// succeeds.
     ///
     /// ```
     /// let mut listener = maxlisten::ListenerBuilder::new().bind("127.0.0.1:0")?;
@@ -79,7 +79,8 @@ impl Listener {
     /// # Ok::<(), maxlisten::Error>(())
     /// ```
     pub fn set_backlog(&mut self, backlog: u32) -> Result<Backlog, Error> {
-        let report = control::set_backlog_on(&SockRef::from(&self.inner), backlog)?;
+        // A Listener always listens: no need to ask the kernel first.
+        let report = control::relisten(&SockRef::from(&self.inner), backlog)?;
         self.requested = backlog;
         Ok(report)
     }

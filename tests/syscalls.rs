@@ -17,8 +17,8 @@ fn child() {
         "std" => drop(std::net::TcpListener::bind(addr).unwrap()),
         "maxlisten" => drop(maxlisten::bind(addr).unwrap()),
         "builder" => drop(maxlisten::ListenerBuilder::new().bind(addr).unwrap()),
-        "backlog" | "queue_stats" | "set_backlog" => {
-            let listener = maxlisten::ListenerBuilder::new().bind(addr).unwrap();
+        "backlog" | "queue_stats" | "set_backlog" | "refresh_backlog" => {
+            let mut listener = maxlisten::ListenerBuilder::new().bind(addr).unwrap();
             println!("--- marker ---"); // a write(2) between the bind and the reading
             match what.as_str() {
                 "backlog" => {
@@ -27,8 +27,11 @@ fn child() {
                 "queue_stats" => {
                     std::hint::black_box(listener.queue_stats().unwrap());
                 }
-                _ => {
+                "set_backlog" => {
                     maxlisten::set_backlog(&listener, 64).unwrap();
+                }
+                _ => {
+                    listener.refresh_backlog().unwrap();
                 }
             }
         }
@@ -149,6 +152,24 @@ fn set_backlog_checks_listens_and_reads_back() {
     assert_eq!(after[1], "listen(#, ##)");
     assert!(
         after[2].starts_with("getsockopt(#, SOL_TCP, TCP_INFO"),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn refresh_backlog_on_a_listener_is_listen_and_one_reading() {
+    let Some(calls) = trace("refresh_backlog") else {
+        return;
+    };
+    let marker = calls
+        .iter()
+        .position(|l| l.contains("--- marker ---"))
+        .expect("marker");
+    let after: Vec<&str> = calls[marker + 1..].iter().map(String::as_str).collect();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0], "listen(#, ##########)");
+    assert!(
+        after[1].starts_with("getsockopt(#, SOL_TCP, TCP_INFO"),
         "{after:?}"
     );
 }
