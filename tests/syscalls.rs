@@ -118,58 +118,34 @@ fn maxlisten_bind_makes_the_same_calls_as_std_but_the_backlog() {
 }
 
 #[test]
-fn backlog_and_queue_stats_are_one_getsockopt_each() {
-    for what in ["backlog", "queue_stats"] {
+fn readings_and_relistens_make_the_documented_calls() {
+    const TCP_INFO: &str = "getsockopt(#, SOL_TCP, TCP_INFO";
+    let cases: [(&str, &[&str]); 4] = [
+        // One getsockopt each.
+        ("backlog", &[TCP_INFO]),
+        ("queue_stats", &[TCP_INFO]),
+        // On any socket: is it listening, listen, read back.
+        (
+            "set_backlog",
+            &[
+                "getsockopt(#, SOL_SOCKET, SO_ACCEPTCONN",
+                "listen(#, ##)",
+                TCP_INFO,
+            ],
+        ),
+        // On a Listener, known to listen: listen, read back.
+        ("refresh_backlog", &["listen(#, ##########)", TCP_INFO]),
+    ];
+    for (what, expected) in cases {
         let Some(calls) = trace(what) else { return };
         let marker = calls
             .iter()
             .position(|l| l.contains("--- marker ---"))
             .expect("marker");
-        let after: Vec<_> = calls[marker + 1..].to_vec();
-        assert_eq!(after.len(), 1, "{what}: {after:?}");
-        assert!(
-            after[0].starts_with("getsockopt(#, SOL_TCP, TCP_INFO"),
-            "{what}: {after:?}"
-        );
+        let after = &calls[marker + 1..];
+        assert_eq!(after.len(), expected.len(), "{what}: {after:?}");
+        for (call, prefix) in after.iter().zip(expected) {
+            assert!(call.starts_with(prefix), "{what}: {after:?}");
+        }
     }
-}
-
-#[test]
-fn set_backlog_checks_listens_and_reads_back() {
-    let Some(calls) = trace("set_backlog") else {
-        return;
-    };
-    let marker = calls
-        .iter()
-        .position(|l| l.contains("--- marker ---"))
-        .expect("marker");
-    let after: Vec<&str> = calls[marker + 1..].iter().map(String::as_str).collect();
-    assert_eq!(after.len(), 3, "{after:?}");
-    assert!(
-        after[0].starts_with("getsockopt(#, SOL_SOCKET, SO_ACCEPTCONN"),
-        "{after:?}"
-    );
-    assert_eq!(after[1], "listen(#, ##)");
-    assert!(
-        after[2].starts_with("getsockopt(#, SOL_TCP, TCP_INFO"),
-        "{after:?}"
-    );
-}
-
-#[test]
-fn refresh_backlog_on_a_listener_is_listen_and_one_reading() {
-    let Some(calls) = trace("refresh_backlog") else {
-        return;
-    };
-    let marker = calls
-        .iter()
-        .position(|l| l.contains("--- marker ---"))
-        .expect("marker");
-    let after: Vec<&str> = calls[marker + 1..].iter().map(String::as_str).collect();
-    assert_eq!(after.len(), 2, "{after:?}");
-    assert_eq!(after[0], "listen(#, ##########)");
-    assert!(
-        after[1].starts_with("getsockopt(#, SOL_TCP, TCP_INFO"),
-        "{after:?}"
-    );
 }
