@@ -6,8 +6,10 @@ use std::process::Command;
 
 const CHILD: &str = "MAXLISTEN_SYSCALLS_CHILD";
 
-/// In the child: does one thing, so that strace sees only its system calls.
+/// In the child: does one thing, so that strace sees only its system calls. Ignored in a normal
+/// run; the tests below run it with `--ignored` under strace.
 #[test]
+#[ignore = "the body of a child process, run by the other tests"]
 fn child() {
     let Ok(what) = std::env::var(CHILD) else {
         return; // not the child: nothing to do
@@ -52,7 +54,13 @@ fn trace(what: &str) -> Option<Vec<String>> {
             "signal=none",
         ])
         .arg(&exe)
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD, what)
         .output();
     let out = match out {
