@@ -2,8 +2,8 @@
 //! each client waits, for several listeners side by side in one run.
 //!
 //! ```text
-//! cargo bench --bench burst                                   # N = 2000, S = 300 ms
-//! cargo bench --bench burst -- --n 500 --stall-ms 100 --somaxconn 1024
+//! cargo bench --features tokio --bench burst                                # N = 2000, S = 300 ms
+//! cargo bench --features tokio --bench burst -- --n 500 --stall-ms 100 --somaxconn 1024
 //! ```
 //!
 //! As root it runs inside a private network namespace (with `--somaxconn L` applied there, 4096
@@ -39,6 +39,8 @@ enum Kind {
     Tokio,
     Socket2(i32, &'static str),
     Maxlisten,
+    /// An axum app; `true` when bound with `maxlisten::tokio::bind`, else with tokio's bind.
+    Axum(bool),
 }
 
 impl Kind {
@@ -48,15 +50,27 @@ impl Kind {
             Kind::Tokio => "tokio TcpListener::bind".into(),
             Kind::Socket2(backlog, who) => format!("socket2 listen({backlog}) ({who})"),
             Kind::Maxlisten => "maxlisten::bind".into(),
+            Kind::Axum(false) => AXUM_TOKIO.into(),
+            Kind::Axum(true) => AXUM_MAXLISTEN.into(),
         }
     }
+
+    /// Whether clients send an HTTP request and are timed to the end of the response, rather
+    /// than to the end of the handshake.
+    fn http(self) -> bool {
+        matches!(self, Kind::Axum(_))
+    }
 }
+
+const AXUM_TOKIO: &str = "axum on tokio::net::TcpListener::bind";
+const AXUM_MAXLISTEN: &str = "axum on maxlisten::tokio::bind";
 
 struct Outcome {
     name: String,
     backlog: u32,
-    /// Connect time of every client that connected, sorted.
+    /// Connect time (request time, for HTTP rows) of every client that finished, sorted.
     times: Vec<Duration>,
+    http: bool,
     during_stall: usize,
     failed: usize,
     accepted: usize,
@@ -164,6 +178,8 @@ fn run_all(config: &Config) -> Vec<Outcome> {
         Kind::Socket2(511, "Node.js default"),
         Kind::Socket2(2048, "actix default"),
         Kind::Maxlisten,
+        Kind::Axum(false),
+        Kind::Axum(true),
     ]
     .into_iter()
     .map(|kind| run_one(kind, config))
@@ -179,16 +195,18 @@ fn run_one(kind: Kind, config: &Config) -> Outcome {
     let stall = config.stall;
     let server = std::thread::spawn(move || match kind {
         Kind::Tokio => tokio_server(ready_tx, go_rx, n, stall),
+        Kind::Axum(ours) => axum_server(ours, ready_tx, go_rx, n, stall),
         _ => std_server(kind, ready_tx, go_rx, n, stall),
     });
     let (addr, backlog) = ready_rx.recv().expect("server started");
-    let (times, failed) = burst(addr, n, go_tx);
+    let (times, failed) = burst(addr, n, go_tx, kind.http());
     let accepted = server.join().expect("server thread");
     let during_stall = times.iter().filter(|t| **t < stall).count();
     Outcome {
         name: kind.name(),
         backlog,
         times,
+        http: kind.http(),
         during_stall,
         failed,
         accepted,
@@ -213,7 +231,7 @@ fn std_server(
             socket.listen(backlog).unwrap();
             socket.into()
         }
-        Kind::Tokio => unreachable!(),
+        Kind::Tokio | Kind::Axum(_) => unreachable!(),
     };
     let backlog = maxlisten::queue_stats(&listener).unwrap().backlog;
     ready
@@ -273,9 +291,70 @@ fn tokio_server(
     })
 }
 
-/// Fires `n` non-blocking connects at once and returns each one's connect time (sorted) and the
-/// number that failed or never finished.
-fn burst(addr: SocketAddr, n: usize, go: mpsc::Sender<()>) -> (Vec<Duration>, usize) {
+/// An axum app that answers `GET /` and stops once it has answered `n` requests. It binds,
+/// then is busy for `stall` before it serves, as a server that is still starting, or blocked.
+fn axum_server(
+    ours: bool,
+    ready: mpsc::Sender<(SocketAddr, u32)>,
+    go: mpsc::Receiver<()>,
+    n: usize,
+    stall: Duration,
+) -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = if ours {
+            maxlisten::tokio::bind("127.0.0.1:0").await.unwrap()
+        } else {
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+        };
+        let backlog = maxlisten::queue_stats(&listener).unwrap().backlog;
+        ready
+            .send((listener.local_addr().unwrap(), backlog))
+            .unwrap();
+        go.recv().unwrap();
+        std::thread::sleep(stall); // busy: nothing is served yet
+        let served = Arc::new(AtomicUsize::new(0));
+        let all_served = Arc::new(tokio::sync::Notify::new());
+        let (count, done) = (Arc::clone(&served), Arc::clone(&all_served));
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move {
+                if count.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                    done.notify_one();
+                }
+                "hello\n"
+            }),
+        );
+        let stop = async move {
+            let _ = tokio::time::timeout(DEADLINE, all_served.notified()).await;
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+            .unwrap();
+        served.load(Ordering::SeqCst)
+    })
+}
+
+/// A client of the burst: connecting, then (HTTP) sending its request and reading the reply.
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    Connecting,
+    Reading,
+}
+
+const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nhost: burst\r\nconnection: close\r\n\r\n";
+
+/// Fires `n` non-blocking connects at once and returns each client's time (sorted) and the
+/// number that failed or never finished. A client's time runs from just before its `connect`
+/// to the end of its handshake, or with `http`, to the end of the response to its request.
+fn burst(addr: SocketAddr, n: usize, go: mpsc::Sender<()>, http: bool) -> (Vec<Duration>, usize) {
     let sockets: Vec<Socket> = (0..n)
         .map(|_| {
             let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
@@ -285,7 +364,7 @@ fn burst(addr: SocketAddr, n: usize, go: mpsc::Sender<()>) -> (Vec<Duration>, us
         .collect();
     go.send(()).unwrap();
     let start = Instant::now();
-    let mut pending: Vec<(usize, libc::pollfd)> = Vec::with_capacity(n);
+    let mut pending: Vec<(usize, Step)> = Vec::with_capacity(n);
     let mut started = Vec::with_capacity(n);
     for (i, s) in sockets.iter().enumerate() {
         started.push(start.elapsed());
@@ -294,19 +373,24 @@ fn burst(addr: SocketAddr, n: usize, go: mpsc::Sender<()>) -> (Vec<Duration>, us
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => panic!("connect: {e}"),
         }
-        pending.push((
-            i,
-            libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            },
-        ));
+        pending.push((i, Step::Connecting));
     }
     let mut times = Vec::with_capacity(n);
     let mut failed = 0;
+    let mut replies: Vec<Vec<u8>> = vec![Vec::new(); if http { n } else { 0 }];
     while !pending.is_empty() && start.elapsed() < DEADLINE {
-        let mut fds: Vec<libc::pollfd> = pending.iter().map(|(_, p)| *p).collect();
+        let mut fds: Vec<libc::pollfd> = pending
+            .iter()
+            .map(|&(i, step)| libc::pollfd {
+                fd: sockets[i].as_raw_fd(),
+                events: if step == Step::Connecting {
+                    libc::POLLOUT
+                } else {
+                    libc::POLLIN
+                },
+                revents: 0,
+            })
+            .collect();
         // SAFETY: `fds` is a live array of `fds.len()` pollfds.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 20) };
         if ready <= 0 {
@@ -314,13 +398,45 @@ fn burst(addr: SocketAddr, n: usize, go: mpsc::Sender<()>) -> (Vec<Duration>, us
         }
         let now = start.elapsed();
         let mut still = Vec::with_capacity(pending.len());
-        for ((i, p), polled) in pending.into_iter().zip(&fds) {
+        for ((i, step), polled) in pending.into_iter().zip(&fds) {
             if polled.revents == 0 {
-                still.push((i, p));
-            } else if matches!(sockets[i].take_error(), Ok(None)) {
-                times.push(now - started[i]);
-            } else {
-                failed += 1;
+                still.push((i, step));
+                continue;
+            }
+            let socket = &sockets[i];
+            match step {
+                Step::Connecting if !matches!(socket.take_error(), Ok(None)) => failed += 1,
+                Step::Connecting if !http => times.push(now - started[i]),
+                // The request is far smaller than a socket buffer: one send writes it all.
+                Step::Connecting => match socket.send(REQUEST) {
+                    Ok(sent) if sent == REQUEST.len() => still.push((i, Step::Reading)),
+                    _ => failed += 1,
+                },
+                Step::Reading => {
+                    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 4096];
+                    match socket.recv(&mut buf) {
+                        Ok(0) => {
+                            let ok = replies[i].starts_with(b"HTTP/1.1 200");
+                            if ok {
+                                times.push(now - started[i]);
+                            } else {
+                                failed += 1;
+                            }
+                        }
+                        Ok(got) => {
+                            // SAFETY: recv initialised the first `got` bytes.
+                            let bytes = unsafe {
+                                std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got)
+                            };
+                            replies[i].extend_from_slice(bytes);
+                            still.push((i, step));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            still.push((i, step))
+                        }
+                        Err(_) => failed += 1,
+                    }
+                }
             }
         }
         pending = still;
@@ -346,11 +462,17 @@ fn report(config: &Config, place: &str, outcomes: &[Outcome]) {
         "listener", "backlog", "done@stall", "p50 ms", "p99 ms", "max ms", "accepted", "failed"
     );
     for o in outcomes {
+        // An HTTP row's clients finish only once the server serves: nothing during the stall.
+        let during_stall = if o.http {
+            "-".to_string()
+        } else {
+            o.during_stall.to_string()
+        };
         println!(
             "{:<38} {:>8} {:>12} {:>10} {:>10} {:>10} {:>9} {:>7}",
             o.name,
             o.backlog,
-            o.during_stall,
+            during_stall,
             ms(o.percentile(50.0)),
             ms(o.percentile(99.0)),
             ms(o.times.last().copied().unwrap_or_default()),
@@ -373,6 +495,18 @@ fn report(config: &Config, place: &str, outcomes: &[Outcome]) {
             ms(Duration::from_secs_f64(ours))
         );
     }
+    if let (Some(tokio), Some(ours)) = (p99(AXUM_TOKIO), p99(AXUM_MAXLISTEN)) {
+        println!(
+            "p99 request time, axum on tokio's bind / on maxlisten: {:.1}x ({} ms / {} ms)",
+            tokio / ours.max(1e-9),
+            ms(Duration::from_secs_f64(tokio)),
+            ms(Duration::from_secs_f64(ours))
+        );
+    }
+    println!(
+        "(connect rows: time to the end of the handshake; axum rows: from before connect to the \
+         end of the HTTP response)"
+    );
     match chart(config, outcomes) {
         Ok(()) => println!("chart: {}", config.svg.display()),
         Err(e) => eprintln!("chart not written: {e}"),
@@ -405,7 +539,9 @@ fn chart(config: &Config, outcomes: &[Outcome]) -> Result<(), Box<dyn std::error
         .build_cartesian_2d((lo..hi).log_scale(), 0.0..1.0)?;
     chart
         .configure_mesh()
-        .x_desc("connect time (ms, log scale)")
+        .x_desc(
+            "time per client (ms, log scale): to the handshake, or to the HTTP response for axum",
+        )
         .y_desc("share of clients connected")
         .draw()?;
     for (i, o) in outcomes.iter().enumerate() {

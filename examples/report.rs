@@ -134,8 +134,22 @@ pub(crate) fn build(addr: &str) -> Result<Report, Box<dyn std::error::Error>> {
     };
     for (stack, requested, note) in [
         ("Go net.Listen", None, "reads the system limit itself"),
-        ("systemd .socket", Some(i32::MAX as i64), "Backlog= default"),
-        ("actix-server", Some(2048), "builder default"),
+        (
+            "systemd .socket, v254+",
+            Some(i32::MAX as i64),
+            "Backlog= default (SOMAXCONN_DELUXE)",
+        ),
+        (
+            "systemd .socket, before v254",
+            Some(4096),
+            "Backlog= default: glibc SOMAXCONN (128 before 2.31)",
+        ),
+        (
+            "actix-web HttpServer::bind",
+            Some(1024),
+            "default (.backlog(n))",
+        ),
+        ("actix-server ServerBuilder", Some(2048), "builder default"),
         ("Node.js server.listen", Some(511), "default"),
         ("nginx listen", Some(nginx), "default for this OS"),
         ("Redis", Some(511), "tcp-backlog default"),
@@ -160,8 +174,9 @@ pub(crate) fn build(addr: &str) -> Result<Report, Box<dyn std::error::Error>> {
         )),
         Some(limit) => advice.push(format!(
             "The system limit ({setting} = {limit}) is fine; servers that pass a fixed 128 \
-             (std, tokio, Python) still use only 128 of it: bind with maxlisten, or call \
-             maxlisten::set_backlog(&listener, u32::MAX) on their listeners."
+             (std, tokio, Python) still use only 128 of it: bind with maxlisten::bind or \
+             maxlisten::tokio::bind, or call maxlisten::set_backlog(&listener, u32::MAX) on \
+             their listeners."
         )),
         None => advice.push(
             "This OS does not report a backlog limit; maxlisten passes the largest value and \

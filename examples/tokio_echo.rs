@@ -15,13 +15,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|_| !demo)
         .unwrap_or_else(|| "127.0.0.1:0".into());
 
+    // With options; names are resolved off the runtime's thread, as tokio does.
     let listener = maxlisten::ListenerBuilder::new()
         .tcp_nodelay(true)
-        .bind(addr.as_str())?;
+        .bind_tokio(addr.as_str())
+        .await?;
     println!("listening on {}", listener.local_addr()?);
-    println!("accept backlog: {}", listener.backlog());
-    let listener = listener.into_tokio()?;
-    // The tokio listener still answers the runtime calls:
+    // The tokio listener answers the runtime calls: the applied backlog and the queue.
     if let Ok(stats) = maxlisten::queue_stats(&listener) {
         println!("accept queue: {stats}");
     }

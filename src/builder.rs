@@ -1,6 +1,5 @@
 //! The builder: socket options, backlog, and the bind path.
 
-use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -310,19 +309,22 @@ impl ListenerBuilder {
     /// The backlog actually applied is not read here (that would cost a system call on every
     /// bind): ask [`Listener::backlog`].
     ///
-    /// `addr` is anything [`ToSocketAddrs`] takes (`"host:port"`, `(ip, port)`, a
-    /// [`SocketAddr`], a slice of them); it must also be `Debug` so that an error can show it.
+    /// `addr` is anything std's [`TcpListener::bind`](std::net::TcpListener::bind) takes:
+    /// `"host:port"`, `(ip, port)`, a [`SocketAddr`], a slice of them, or a generic
+    /// `A: ToSocketAddrs`. A host name is resolved with the system's blocking resolver, as std
+    /// does; in async code use [`bind_tokio`](Self::bind_tokio), which resolves off the runtime.
     ///
     /// # Errors
     ///
-    /// - [`Error::Resolve`]: the name does not resolve, or the text is not an address.
+    /// - [`Error::Resolve`]: the name does not resolve, or the text is not an address (std's
+    ///   resolver error, which cannot name the input since `ToSocketAddrs` cannot print it).
     /// - [`Error::NoAddresses`]: it resolved to nothing (an empty slice).
     /// - [`Error::SetOption`]: an option does not fit the address (`only_v6` on IPv4, a TTL
     ///   outside 1..=255), the platform (`reuse_port` on Windows), or the kernel refused it.
     /// - [`Error::Socket`], [`Error::Bind`], [`Error::Listen`]: that system call failed, with the
     ///   address; `AddrInUse`, `AddrNotAvailable` and `PermissionDenied` are the usual kinds.
     /// - [`Error::AllAddressesFailed`]: several addresses were tried and all failed; each error
-    ///   is kept.
+    ///   is kept and names its address.
     ///
     /// A failed attempt closes its socket before the next address is tried: nothing leaks.
     ///
@@ -332,28 +334,85 @@ impl ListenerBuilder {
     /// assert!(listener.local_addr()?.ip().is_loopback());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn bind<A: ToSocketAddrs + fmt::Debug>(&self, addr: A) -> Result<Listener, Error> {
-        let addrs = addr.to_socket_addrs().map_err(|source| Error::Resolve {
-            input: format!("{addr:?}"),
+    pub fn bind<A: ToSocketAddrs>(&self, addr: A) -> Result<Listener, Error> {
+        let addrs = addr
+            .to_socket_addrs()
+            .map_err(|source| Error::Resolve { source })?;
+        self.bind_first(addrs, false).map(|(listener, _)| listener)
+    }
+
+    /// As [`bind`](Self::bind), but resolves as tokio does (`tokio::net::lookup_host`: a
+    /// literal address at once, a host name on tokio's blocking pool, never on the runtime's
+    /// thread) and returns a [`tokio::net::TcpListener`]. Requires the `tokio` feature.
+    ///
+    /// The socket is made non-blocking before `bind` (as tokio's own sockets are) and
+    /// registered with the current runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind), and [`Error::Register`] when called outside a tokio runtime
+    /// (checked first, before any socket is made; tokio's own `bind` would panic) or when the
+    /// runtime refuses the socket.
+    ///
+    /// # Panics
+    ///
+    /// In a runtime built without the IO driver (`enable_io` or `enable_all` not called), as
+    /// tokio's [`TcpListener::from_std`](tokio::net::TcpListener::from_std) does: tokio gives no
+    /// way to ask whether the driver is there.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), maxlisten::Error> {
+    /// let listener = maxlisten::ListenerBuilder::new()
+    ///     .tcp_nodelay(true)
+    ///     .bind_tokio("localhost:0")
+    ///     .await?;
+    /// // The applied backlog, where the platform can read it (Linux, FreeBSD, Apple):
+    /// if let Ok(stats) = maxlisten::queue_stats(&listener) {
+    ///     println!("listening on {:?}, backlog {}", listener.local_addr(), stats.backlog);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+    pub async fn bind_tokio<A: tokio::net::ToSocketAddrs>(
+        &self,
+        addr: A,
+    ) -> Result<tokio::net::TcpListener, Error> {
+        crate::listener::current_runtime(None)?;
+        let addrs = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|source| Error::Resolve { source })?;
+        let (listener, addr) = self.bind_first(addrs, true)?;
+        tokio::net::TcpListener::from_std(listener.into_std()).map_err(|source| Error::Register {
+            addr: Some(addr),
             source,
-        })?;
-        let mut errors = Vec::new();
-        for one in addrs {
-            match self.bind_addr(one) {
-                Ok(listener) => return Ok(listener),
-                Err(err) => errors.push(err),
-            }
-        }
-        let input = format!("{addr:?}");
-        Err(match errors.len() {
-            0 => Error::NoAddresses { input },
-            1 => errors.remove(0),
-            _ => Error::AllAddressesFailed { input, errors },
         })
     }
 
-    /// The bind path for one address.
-    fn bind_addr(&self, addr: SocketAddr) -> Result<Listener, Error> {
+    /// Binds the first of `addrs` that succeeds, as std does, and returns it with its address.
+    fn bind_first(
+        &self,
+        addrs: impl Iterator<Item = SocketAddr>,
+        nonblocking: bool,
+    ) -> Result<(Listener, SocketAddr), Error> {
+        let mut errors = Vec::new();
+        for one in addrs {
+            match self.bind_addr(one, nonblocking) {
+                Ok(listener) => return Ok((listener, one)),
+                Err(err) => errors.push(err),
+            }
+        }
+        Err(match errors.len() {
+            0 => Error::NoAddresses,
+            1 => errors.remove(0),
+            _ => Error::AllAddressesFailed { errors },
+        })
+    }
+
+    /// The bind path for one address; `nonblocking` forces non-blocking mode.
+    fn bind_addr(&self, addr: SocketAddr, nonblocking: bool) -> Result<Listener, Error> {
         let option = |option: &'static str| {
             move |source| Error::SetOption {
                 option,
@@ -453,7 +512,7 @@ impl ListenerBuilder {
         if let Some(queue) = self.tcp_fastopen {
             platform(PlatformOption::FastOpen(queue))?;
         }
-        if self.nonblocking == Some(true) {
+        if nonblocking || self.nonblocking == Some(true) {
             socket.set_nonblocking(true).map_err(option("O_NONBLOCK"))?;
         }
         socket

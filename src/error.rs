@@ -6,50 +6,59 @@ use std::net::SocketAddr;
 
 /// Why making or operating a listener failed.
 ///
-/// Every variant names the step that failed and the address it failed on (or the text that did
-/// not resolve), and keeps the operating system's error as its [`source`](std::error::Error::source).
-/// The message includes that OS error, so a plain `eprintln!("{err}")` or a `?` into an
-/// [`io::Error`] still says why.
+/// Every variant names the step that failed and the address it failed on, and keeps the
+/// operating system's error as its [`source`](std::error::Error::source). The message includes
+/// that OS error, so a plain `eprintln!("{err}")` says why.
 ///
 /// [`Error::kind`] gives the [`io::ErrorKind`] of the underlying error (`AddrInUse`,
-/// `AddrNotAvailable`, `PermissionDenied`, ...), and `io::Error::from(err)` keeps both that kind
-/// and the message, so `maxlisten::bind(addr)?` works in a function that returns
-/// [`io::Result`].
+/// `AddrNotAvailable`, `PermissionDenied`, ...), and [`Error::raw_os_error`] its OS code.
+///
+/// # Inside an `io::Error`
+///
+/// The drop-ins [`bind`](crate::bind) and `maxlisten::tokio::bind` return [`io::Result`], as
+/// std and tokio do. Their error is `io::Error::from(err)`: the same [`kind`](io::Error::kind)
+/// as std's for the same input, a message that names the address, and this `Error` inside,
+/// reachable with [`get_ref`](io::Error::get_ref) or [`into_inner`](io::Error::into_inner) and
+/// `downcast`. The one difference from std: [`io::Error::raw_os_error`] on the outer error is
+/// `None` (an `io::Error` that carries a message has no OS code of its own). Ask the inner
+/// `Error` for it:
 ///
 /// ```
 /// use std::io;
 ///
-/// fn serve() -> io::Result<()> {
-///     let first = maxlisten::bind("127.0.0.1:0")?;
-///     let port = first.local_addr()?.port();
-///     // The port is taken, and the error says so, with the address.
-///     let err = maxlisten::bind(("127.0.0.1", port)).unwrap_err();
-///     assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-///     assert!(err.to_string().contains(&format!("127.0.0.1:{port}")));
-///     Ok(())
-/// }
-/// serve().unwrap();
+/// let first = maxlisten::bind("127.0.0.1:0")?;
+/// let addr = first.local_addr()?;
+/// // The port is taken: the same kind as std, and the message names the address.
+/// let err: io::Error = maxlisten::bind(addr).unwrap_err();
+/// assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+/// assert_eq!(err.kind(), std::net::TcpListener::bind(addr).unwrap_err().kind());
+/// assert!(err.to_string().contains(&addr.to_string()), "{err}");
+/// // The detail, and the OS code, are inside.
+/// let inner = err.get_ref().and_then(|e| e.downcast_ref::<maxlisten::Error>()).unwrap();
+/// assert_eq!(inner.addr(), Some(addr));
+/// # #[cfg(target_os = "linux")]
+/// assert_eq!(inner.raw_os_error(), Some(libc::EADDRINUSE));
+/// # Ok::<(), io::Error>(())
 /// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The address could not be resolved: a name the resolver does not know, or text that is
-    /// not an address (kind `InvalidInput`). `input` is the address as given, `Debug`-formatted.
-    #[error("resolve {input}: {source}")]
+    /// not an address (kind `InvalidInput`). The error is the resolver's, as std returns it.
+    ///
+    /// [`bind`](crate::bind) and [`ListenerBuilder::bind`](crate::ListenerBuilder::bind) take
+    /// std's bound, `ToSocketAddrs`, which cannot print its input: like std, this error does
+    /// not name it. Every error made after resolution names the socket address.
+    #[error("resolve the address to bind: {source}")]
     Resolve {
-        /// The address as the caller gave it.
-        input: String,
         /// The resolver's error.
         source: io::Error,
     },
 
     /// The address resolved to no socket address at all (kind `InvalidInput`), for example an
     /// empty slice.
-    #[error("resolve {input}: no addresses to bind")]
-    NoAddresses {
-        /// The address as the caller gave it.
-        input: String,
-    },
+    #[error("resolve the address to bind: it gave no socket addresses")]
+    NoAddresses,
 
     /// `socket(2)` failed, for example when the process is out of file descriptors.
     #[error("create socket for {addr}: {source}")]
@@ -104,12 +113,10 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// Every address the input resolved to failed; each failure is kept, in the order tried.
-    /// [`Error::kind`] is the kind of the last one, as with `std`.
-    #[error("bind {input}: every address failed: {}", List(errors))]
+    /// Every address the input resolved to failed; each failure is kept, in the order tried,
+    /// and each names its address. [`Error::kind`] is the kind of the last one, as with `std`.
+    #[error("bind: every address failed: {}", List(errors))]
     AllAddressesFailed {
-        /// The address as the caller gave it.
-        input: String,
         /// One error per address tried.
         errors: Vec<Error>,
     },
@@ -152,7 +159,7 @@ impl Error {
     /// for [`Error::NoAddresses`] and [`Error::NotListening`], `InvalidInput`.
     ///
     /// ```
-    /// let err = maxlisten::bind("not an address").unwrap_err();
+    /// let err = maxlisten::ListenerBuilder::new().bind("not an address").unwrap_err();
     /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     /// ```
     pub fn kind(&self) -> io::ErrorKind {
@@ -170,7 +177,8 @@ impl Error {
     /// as [`io::Error::raw_os_error`]. For [`Error::AllAddressesFailed`], the last address's.
     ///
     /// ```
-    /// let err = maxlisten::bind("192.0.2.1:0").unwrap_err(); // not an address of this host
+    /// // Not an address of this host:
+    /// let err = maxlisten::ListenerBuilder::new().bind("192.0.2.1:0").unwrap_err();
     /// # #[cfg(target_os = "linux")]
     /// assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL));
     /// ```
@@ -192,21 +200,21 @@ impl Error {
             | Error::Listen { source, .. }
             | Error::Query { source, .. }
             | Error::Register { source, .. } => Some(source),
-            Error::NoAddresses { .. }
-            | Error::NotListening { .. }
-            | Error::AllAddressesFailed { .. } => None,
+            Error::NoAddresses | Error::NotListening { .. } | Error::AllAddressesFailed { .. } => {
+                None
+            }
         }
     }
 
     /// The socket address the failure concerns, where there is one.
     ///
-    /// `None` for resolution failures (see the `input` field) and for
-    /// [`Error::AllAddressesFailed`] (see each error in `errors`).
+    /// `None` for resolution failures and for [`Error::AllAddressesFailed`] (see each error in
+    /// `errors`).
     ///
     /// ```
     /// let taken = maxlisten::bind("127.0.0.1:0").unwrap();
     /// let addr = taken.local_addr().unwrap();
-    /// let err = maxlisten::bind(addr).unwrap_err();
+    /// let err = maxlisten::ListenerBuilder::new().bind(addr).unwrap_err();
     /// assert_eq!(err.addr(), Some(addr));
     /// ```
     pub fn addr(&self) -> Option<SocketAddr> {
@@ -219,16 +227,15 @@ impl Error {
             | Error::NotListening { addr }
             | Error::Query { addr, .. }
             | Error::Register { addr, .. } => *addr,
-            Error::Resolve { .. }
-            | Error::NoAddresses { .. }
-            | Error::AllAddressesFailed { .. } => None,
+            Error::Resolve { .. } | Error::NoAddresses | Error::AllAddressesFailed { .. } => None,
         }
     }
 }
 
 impl From<Error> for io::Error {
     /// Keeps [`Error::kind`] and the whole message; the [`Error`] itself stays reachable
-    /// through [`io::Error::get_ref`] and `into_inner`.
+    /// through [`io::Error::get_ref`] and `into_inner`. [`io::Error::raw_os_error`] of the
+    /// result is `None`: use [`Error::raw_os_error`] on the inner error.
     fn from(err: Error) -> io::Error {
         io::Error::new(err.kind(), err)
     }

@@ -13,8 +13,9 @@
 //!
 //! # What this crate does
 //!
-//! - [`bind`] makes the same system calls as [`TcpListener::bind`], but passes
-//!   [`DEFAULT_BACKLOG`] (`i32::MAX`), which every kernel lowers to its limit. Where a kernel
+//! - [`bind`] has exactly the signature of [`TcpListener::bind`] and makes the same system
+//!   calls, but passes [`DEFAULT_BACKLOG`] (`i32::MAX`), which every kernel lowers to its limit.
+//!   With the `tokio` feature, [`tokio::bind`] does the same for `tokio::net::TcpListener::bind`. Where a kernel
 //!   stores fewer bits the request is capped first (65535 on Linux older than 4.1, 32767 on
 //!   Apple systems), and a negative value is never passed.
 //! - [`ListenerBuilder`] adds socket options and an explicit backlog; its [`Listener`] reports
@@ -24,14 +25,14 @@
 //!   (std's, tokio's, one inherited from systemd): re-apply or change its backlog, and watch its
 //!   accept queue.
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
-//!   and the address, keeps the OS error as its source and its [`io::ErrorKind`](std::io::ErrorKind).
+//!   and the address, keeps the OS error as its source and its [`io::ErrorKind`].
 //!
 //! ```
 //! use std::io;
 //!
 //! fn main() -> io::Result<()> {
-//!     // Instead of std::net::TcpListener::bind:
-//!     let listener = maxlisten::bind("127.0.0.1:0")?;
+//!     // Instead of std::net::TcpListener::bind: the same signature.
+//!     let listener: std::net::TcpListener = maxlisten::bind("127.0.0.1:0")?;
 //!
 //!     // Or with options, and a report of the backlog:
 //!     let listener = maxlisten::ListenerBuilder::new()
@@ -78,15 +79,17 @@
 //!
 //! # Bad input and failures
 //!
-//! Every failure is an [`Error`] naming the address (or the input that did not resolve); a
-//! failed bind closes its socket. What each bad input gets (tested on Linux):
+//! Every failure is an [`Error`] naming the step and the address; a failed bind closes its
+//! socket. The drop-ins return it inside an [`io::Error`] with the same kind as
+//! std's or tokio's for the same input (see [`Error`]). What each bad input gets (tested on
+//! Linux):
 //!
 //! | input | outcome | [`Error::kind`] |
 //! |---|---|---|
 //! | port already in use (with or without `reuse_port`) | [`Error::Bind`] | `AddrInUse` |
 //! | address not on this host (`192.0.2.1`) | [`Error::Bind`] (unless [`freebind`](ListenerBuilder::freebind)) | `AddrNotAvailable` |
 //! | privileged port without permission | [`Error::Bind`] | `PermissionDenied` |
-//! | name that does not resolve | [`Error::Resolve`] | as the resolver says (no specific kind) |
+//! | name that does not resolve | [`Error::Resolve`], with the resolver's message | as the resolver says (no specific kind) |
 //! | text that is not an address, a bad port | [`Error::Resolve`] | `InvalidInput` |
 //! | empty address list | [`Error::NoAddresses`] | `InvalidInput` |
 //! | several addresses, all failing | [`Error::AllAddressesFailed`], each error kept | the last one's |
@@ -101,7 +104,8 @@
 //! | buffer size 0 / `usize::MAX` | bound; the kernel's minimum / `i32::MAX` capped by the kernel | - |
 //! | `set_backlog` or `queue_stats` on a socket that does not listen | [`Error::NotListening`]; `listen` not called | `InvalidInput` |
 //! | `queue_stats` where the platform cannot read the queue | [`Error::Query`] | `Unsupported` |
-//! | `into_tokio` outside a tokio runtime | [`Error::Register`] (tokio would panic) | `Other` |
+//! | [`tokio::bind`], `bind_tokio`, `into_tokio` outside a tokio runtime | [`Error::Register`] (tokio would panic) | `Other` |
+//! | the same in a tokio runtime without the IO driver | a panic, as tokio's own `bind` | - |
 //!
 //! # Security
 //!
@@ -118,7 +122,8 @@
 //!
 //! # Features
 //!
-//! - `tokio`: [`Listener::into_tokio`].
+//! - `tokio`: [`tokio::bind`] (tokio's `TcpListener::bind`, drop-in),
+//!   [`ListenerBuilder::bind_tokio`] and [`Listener::into_tokio`].
 //!
 //! [`TcpListener::bind`]: std::net::TcpListener::bind
 
@@ -133,8 +138,11 @@ mod error;
 mod listener;
 mod queue;
 mod sys;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 
-use std::fmt;
+use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
 
 pub use backlog::{Backlog, BacklogSource};
@@ -153,23 +161,33 @@ struct ReadmeDoctests;
 /// which every kernel lowers to its own limit.
 pub const DEFAULT_BACKLOG: u32 = i32::MAX as u32;
 
-/// A drop-in for [`TcpListener::bind`]: the same system calls, the same result type, but the
-/// largest backlog the kernel allows instead of 128.
+/// A drop-in for [`TcpListener::bind`]: the same signature, the same system calls, the same
+/// error kinds, but the largest backlog the kernel allows instead of 128.
 ///
-/// `maxlisten::bind(addr)?` works where `TcpListener::bind(addr)?` did, in a function that
-/// returns [`std::io::Result`]. For the report of the applied backlog, use
-/// [`ListenerBuilder::bind`] or [`set_backlog`].
+/// Replace `std::net::TcpListener::bind` with `maxlisten::bind` and nothing else changes:
+/// generic callers, `fn` pointers, `?` in functions returning [`io::Result`] and code that
+/// inspects the error all compile and work as before (`tests/dropin.rs` checks a list of such
+/// call patterns against both). For a report of the applied backlog, use
+/// [`ListenerBuilder::bind`]; on a listener made here, [`queue_stats`] reads it.
 ///
 /// # Errors
 ///
-/// As [`ListenerBuilder::bind`]: [`Error::Resolve`], [`Error::NoAddresses`],
-/// [`Error::Socket`], [`Error::SetOption`] (`SO_REUSEADDR`), [`Error::Bind`],
-/// [`Error::Listen`] or [`Error::AllAddressesFailed`], each naming the address.
+/// The [`io::Error`] has the same [`kind`](io::Error::kind) std's would have for the same
+/// input (`AddrInUse`, `AddrNotAvailable`, `PermissionDenied`, `InvalidInput`, ...). Its
+/// message names the step and the address, and the detailed [`Error`] is inside it: reach it
+/// with [`get_ref`](io::Error::get_ref) or [`into_inner`](io::Error::into_inner) and
+/// `downcast`. One difference from std: [`io::Error::raw_os_error`] of the returned error is
+/// `None`; [`Error::raw_os_error`] of the inner error has the OS code. See [`Error`].
 ///
 /// ```
-/// use std::io::{Read, Write};
+/// use std::io::{self, Read, Write};
+/// use std::net::TcpListener;
 ///
-/// let listener = maxlisten::bind("127.0.0.1:0")?;
+/// fn serve() -> io::Result<TcpListener> {
+///     maxlisten::bind("127.0.0.1:0") // was: TcpListener::bind("127.0.0.1:0")
+/// }
+///
+/// let listener = serve()?;
 /// let mut client = std::net::TcpStream::connect(listener.local_addr()?)?;
 /// let (mut server, _) = listener.accept()?;
 /// server.write_all(b"hello")?;
@@ -177,8 +195,11 @@ pub const DEFAULT_BACKLOG: u32 = i32::MAX as u32;
 /// drop(server);
 /// client.read_to_string(&mut buf)?;
 /// assert_eq!(buf, "hello");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok::<(), io::Error>(())
 /// ```
-pub fn bind<A: ToSocketAddrs + fmt::Debug>(addr: A) -> Result<TcpListener, Error> {
-    ListenerBuilder::new().bind(addr).map(Listener::into_std)
+pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+    match ListenerBuilder::new().bind(addr) {
+        Ok(listener) => Ok(listener.into_std()),
+        Err(err) => Err(err.into()),
+    }
 }

@@ -195,12 +195,19 @@ impl Listener {
     }
 
     /// A [`tokio::net::TcpListener`], made non-blocking and registered with the current
-    /// runtime. Requires the `tokio` feature.
+    /// runtime. Requires the `tokio` feature. To bind straight into tokio, with tokio's
+    /// non-blocking name resolution, use [`maxlisten::tokio::bind`](crate::tokio::bind) or
+    /// [`ListenerBuilder::bind_tokio`](crate::ListenerBuilder::bind_tokio).
     ///
     /// # Errors
     ///
     /// [`Error::Register`] when called outside a tokio runtime (tokio itself would panic), or
     /// when setting non-blocking mode or registering fails. The listener is closed in that case.
+    ///
+    /// # Panics
+    ///
+    /// In a runtime built without the IO driver, as tokio's
+    /// [`TcpListener::from_std`](tokio::net::TcpListener::from_std) does.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -217,9 +224,21 @@ impl Listener {
     pub fn into_tokio(self) -> Result<tokio::net::TcpListener, Error> {
         let addr = self.inner.local_addr().ok();
         let register = |source| Error::Register { addr, source };
-        tokio::runtime::Handle::try_current().map_err(|e| register(io::Error::other(e)))?;
+        current_runtime(addr)?;
         self.inner.set_nonblocking(true).map_err(register)?;
         tokio::net::TcpListener::from_std(self.inner).map_err(register)
+    }
+}
+
+/// Fails with [`Error::Register`] outside a tokio runtime, where tokio would panic.
+#[cfg(feature = "tokio")]
+pub(crate) fn current_runtime(addr: Option<SocketAddr>) -> Result<(), Error> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::Register {
+            addr,
+            source: io::Error::other(e),
+        }),
     }
 }
 

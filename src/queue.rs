@@ -16,7 +16,7 @@ use std::fmt;
 /// assert_eq!(stats.queued, 0);
 /// println!("accept queue: {stats}");
 /// # }
-/// # Ok::<(), maxlisten::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -142,3 +142,34 @@ fn under_a_burst_larger_than_the_backlog_every_connection_is_served_after_refres
         assert_eq!(listener.queue_stats().unwrap().queued, 0);
     });
 }
+
+/// `maxlisten::tokio::bind` gives the namespace's limit where tokio's own bind gives 128; `ss`
+/// agrees. 777 shows the value is read from the namespace, not a default that happens to match.
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_dropin_gets_the_namespace_limit() {
+    if !require_root("tokio_dropin_gets_the_namespace_limit") {
+        return;
+    }
+    for limit in [4096, 777] {
+        in_netns(limit, || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let ours = maxlisten::tokio::bind("127.0.0.1:0").await.unwrap();
+                let theirs = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                assert_eq!(kernel_backlog(&ours), limit);
+                assert_eq!(ss_send_q(ours.local_addr().unwrap().port()), limit);
+                assert_eq!(ss_send_q(theirs.local_addr().unwrap().port()), 128);
+                let built = ListenerBuilder::new()
+                    .tcp_nodelay(true)
+                    .bind_tokio("localhost:0")
+                    .await
+                    .unwrap();
+                assert_eq!(ss_send_q(built.local_addr().unwrap().port()), limit);
+            });
+        });
+    }
+}

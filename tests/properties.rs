@@ -166,8 +166,10 @@ fn check_err(c: &Config, target: &Target, in_use: SocketAddr, err: &Error) {
     match target {
         Target::Addr(text) => assert!(msg.contains(text), "{msg}"),
         Target::InUse => assert!(msg.contains(&in_use.to_string()), "{msg}"),
-        Target::Text(text) => assert!(
-            msg.contains(&format!("{text:?}"))
+        // A resolution error says so (ToSocketAddrs cannot print the text); any later one
+        // names the address.
+        Target::Text(_) => assert!(
+            msg.starts_with("resolve the address to bind: ")
                 || err.addr().is_some_and(|a| msg.contains(&a.to_string())),
             "{msg}"
         ),
@@ -179,7 +181,7 @@ fn check_err(c: &Config, target: &Target, in_use: SocketAddr, err: &Error) {
         Target::InUse => true,
         Target::Text(_) => false,
     };
-    if matches!(err, Error::Resolve { .. } | Error::NoAddresses { .. }) {
+    if matches!(err, Error::Resolve { .. } | Error::NoAddresses) {
         // Resolution comes first: the options were never looked at.
         assert!(matches!(target, Target::Text(_)), "{msg}");
         assert_eq!(err.kind(), ErrorKind::InvalidInput, "{msg}");

@@ -39,6 +39,14 @@ fn check(limit: u32) {
     assert_eq!(stack("Node.js server.listen")["applied"], limit.min(511));
     assert_eq!(stack("Node.js server.listen")["clamped"], limit < 511);
     assert_eq!(stack("Go net.Listen")["applied"], limit);
+    assert_eq!(
+        stack("actix-web HttpServer::bind")["applied"],
+        limit.min(1024)
+    );
+    assert_eq!(
+        stack("actix-server ServerBuilder")["applied"],
+        limit.min(2048)
+    );
     let text = report::render_text(&built);
     assert!(
         text.contains(&format!("system limit           {limit}\n")),
