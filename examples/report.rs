@@ -108,7 +108,11 @@ pub(crate) fn build(addr: &str) -> Result<Report, Box<dyn std::error::Error>> {
         applied: backlog.applied(),
         how: "measured",
         clamped: backlog.applied().map(|_| backlog.is_clamped()),
-        note: backlog.source().to_string(),
+        // Where nothing can be read back (Windows), the line says what was passed to listen.
+        note: match backlog.applied() {
+            Some(_) => backlog.source().to_string(),
+            None => backlog.to_string(),
+        },
     });
 
     let std_listener = TcpListener::bind(addr)?;
@@ -178,6 +182,14 @@ pub(crate) fn build(addr: &str) -> Result<Report, Box<dyn std::error::Error>> {
              maxlisten::tokio::bind, or call maxlisten::set_backlog(&listener, u32::MAX) on \
              their listeners."
         )),
+        None if cfg!(windows) => advice.push(
+            "Windows reports no backlog limit and no applied backlog. A plain SOMAXCONN \
+             (which is i32::MAX) gets the provider's \"reasonable maximum\", about 200; maxlisten \
+             asks with SOMAXCONN_HINT(65535), which Windows adjusts into 200..=65535 \
+             (Microsoft's listen() documentation; OpenJDK bug 8330940). These figures are \
+             documented, not measured by this report."
+                .into(),
+        ),
         None => advice.push(
             "This OS does not report a backlog limit; maxlisten passes the largest value and \
              lets the kernel choose."

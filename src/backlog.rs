@@ -17,6 +17,9 @@ pub enum BacklogSource {
     /// until the backlog is applied again.
     SystemLimit,
     /// This platform cannot tell (Windows, illumos and the rest): [`Backlog::applied`] is `None`.
+    /// On Windows the `Display` line of the [`Backlog`] says what was passed to `listen`: a
+    /// request above 200 as `SOMAXCONN_HINT(min(request, 65535))`, which Windows adjusts into
+    /// 200..=65535 (a plain `i32::MAX` would be Windows' `SOMAXCONN`, about 200).
     Unknown,
 }
 
@@ -143,7 +146,15 @@ impl fmt::Display for Backlog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let requested = self.requested;
         match self.applied {
-            None => write!(f, "unknown (requested {requested}; {})", self.source),
+            None => match crate::sys::listen_note(requested) {
+                // Windows: say what was passed, since nothing comes back.
+                Some(note) => write!(
+                    f,
+                    "unknown (requested {requested}, {note}; {})",
+                    self.source
+                ),
+                None => write!(f, "unknown (requested {requested}; {})", self.source),
+            },
             Some(applied) if applied < requested => write!(
                 f,
                 "{applied} (requested {requested}, capped by the system limit; {})",
@@ -183,7 +194,11 @@ mod tests {
         let unknown = Backlog::new(9, None, BacklogSource::Unknown);
         assert_eq!(
             unknown.to_string(),
-            "unknown (requested 9; the platform cannot report it)"
+            if cfg!(windows) {
+                "unknown (requested 9, passed as 9; the platform cannot report it)"
+            } else {
+                "unknown (requested 9; the platform cannot report it)"
+            }
         );
         assert!(!unknown.is_clamped());
     }

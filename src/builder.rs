@@ -68,6 +68,10 @@ impl ListenerBuilder {
     /// `0` is passed as is: Linux then holds one connection; Apple kernels read 0 as "the
     /// limit"; OpenBSD raises it to `kern.sominconn`. [`Listener::backlog`] tells what was applied.
     ///
+    /// On Windows a value above 200 is passed as `SOMAXCONN_HINT(min(value, 65535))`, which
+    /// Windows adjusts into 200..=65535; 200 or less is passed as it is. A plain `i32::MAX`
+    /// would be Windows' `SOMAXCONN`, which gets only about 200 (OpenJDK bug 8330940).
+    ///
     /// ```
     /// let listener = maxlisten::ListenerBuilder::new().backlog(1024).bind("127.0.0.1:0")?;
     /// assert_eq!(listener.backlog().requested(), 1024);

@@ -51,11 +51,20 @@
 //! | FreeBSD | `SO_LISTENQLIMIT` (kernel) | `SO_LISTENQLEN` | `kern.ipc.soacceptqueue` |
 //! | macOS, iOS | `proc_pidfdinfo` (kernel), else derived | `proc_pidfdinfo` | `kern.ipc.somaxconn` |
 //! | OpenBSD, NetBSD | derived from the sysctls | unsupported | `kern.somaxconn` |
-//! | Windows, others | unknown | unsupported | none |
+//! | Windows | unknown (asked with `SOMAXCONN_HINT`, see below) | unsupported | none |
+//! | others | unknown | unsupported | none |
+//!
+//! On Windows, `SOMAXCONN` is `i32::MAX`, and `listen(s, SOMAXCONN)` gets the provider's
+//! "reasonable maximum", about 200, not the largest backlog. Requests above 200 are therefore
+//! passed as `SOMAXCONN_HINT(min(request, 65535))`, which Windows adjusts into 200..=65535 (the
+//! fix OpenJDK made for bug 8330940). Windows cannot report the result, so the [`Backlog`] says
+//! `Unknown` and its `Display` line says what was passed. These figures are Microsoft's
+//! documentation, not measured: under Wine the code runs, but Wine follows Linux here.
 //!
 //! "Derived" values are computed from the limit as it is when asked and the kernel's clamping
-//! rule, and are labelled [`BacklogSource::SystemLimit`]; nothing is ever guessed. Only Linux is
-//! tested against a real kernel in this crate's CI; the other targets are type-checked.
+//! rule, and are labelled [`BacklogSource::SystemLimit`]; nothing is ever guessed. This crate's
+//! CI runs its tests against the real Linux kernel (x86_64 and i686 with glibc, x86_64 with
+//! musl) and under Wine for Windows; macOS, FreeBSD, NetBSD and aarch64 are type-checked only.
 //!
 //! # Running servers
 //!
@@ -152,8 +161,8 @@ pub use error::Error;
 pub use listener::Listener;
 pub use queue::QueueStats;
 
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doctests (they use the `tokio` feature).
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

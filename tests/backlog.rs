@@ -1,6 +1,9 @@
 //! The backlog the kernel applies, on the host's network namespace (no root needed): checked
 //! against `TCP_INFO` read by the test itself and against `ss`.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use common::{kernel_backlog, somaxconn, ss_send_q};

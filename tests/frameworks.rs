@@ -5,6 +5,9 @@
 //!
 //! The examples are the binaries `cargo test` builds next to this test's own.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,9 @@
 //! sets `net.core.somaxconn` itself. Needs root: skipped with a message outside CI, a failure
 //! with `CI=true`.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::net::TcpListener;

@@ -1,6 +1,9 @@
 //! Failed binds close what they opened. Alone in its own test binary, so that no other test
 //! opens descriptors while this one counts them.
 
+// Linux only: it counts descriptors in /proc and expects Linux's errors.
+#![cfg(target_os = "linux")]
+
 use std::net::SocketAddr;
 
 use maxlisten::ListenerBuilder;

@@ -1,5 +1,8 @@
 //! Linux-only options, set through the builder and read back from the kernel.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 use std::io::ErrorKind;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd};

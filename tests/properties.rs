@@ -2,6 +2,9 @@
 //! every success has an applied backlog within the limit and every option as set; every failure
 //! names the address and has the expected kind.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

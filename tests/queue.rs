@@ -1,6 +1,9 @@
 //! Reading the accept queue of any listener: this crate's, std's, tokio's; and errors on
 //! sockets that do not listen.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::ErrorKind;

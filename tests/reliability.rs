@@ -3,6 +3,9 @@
 //! binary again as a child (selected by an environment variable), under the wrapper it needs.
 //! The child bodies are `#[ignore]`d, so a normal run does not count them as passing.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::io::ErrorKind;

@@ -1,6 +1,9 @@
 //! The report example, run in-process inside private network namespaces: its figures follow
 //! the namespace's limit and its JSON parses.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 mod common;
 
 #[allow(dead_code)]

@@ -2,6 +2,9 @@
 //! backlog changed; `backlog()` and `queue_stats()` are one `getsockopt` each. Checked with
 //! strace on a child run of this test binary.
 
+// Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
+#![cfg(target_os = "linux")]
+
 use std::process::Command;
 
 const CHILD: &str = "MAXLISTEN_SYSCALLS_CHILD";

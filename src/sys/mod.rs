@@ -2,6 +2,8 @@
 //! names, so the rest of the crate never sees a `cfg`:
 //!
 //! - `listen_arg(requested)`: the value to pass to `listen(2)` for a requested backlog;
+//! - `listen_note(requested)`: where the kernel says nothing back, what was passed and how the
+//!   OS treats it, for the report;
 //! - `applied_backlog(socket, requested)`: the backlog the kernel applied, and how that is known;
 //! - `queue_stats(socket)`: queued connections and backlog, `None` if the socket is not listening;
 //! - `is_listening(socket)`: whether `listen(2)` was called on the socket;
@@ -67,6 +69,15 @@ pub(crate) use os::{
     system_limit, LIMIT_NAME,
 };
 
+#[cfg(windows)]
+pub(crate) use os::listen_note;
+
+/// Elsewhere the request is passed as a plain `int` and clamped: nothing to add to the report.
+#[cfg(not(windows))]
+pub(crate) fn listen_note(_requested: u32) -> Option<String> {
+    None
+}
+
 /// A socket option that only some kernels have.
 #[derive(Clone, Copy, Debug)]
 // Only Linux reads every field.
@@ -107,4 +118,62 @@ impl PlatformOption<'_> {
 /// The largest value `listen(2)` takes: its argument is a C `int`.
 pub(crate) fn cap_to_int(requested: u32) -> libc::c_int {
     libc::c_int::try_from(requested).unwrap_or(libc::c_int::MAX)
+}
+
+/// Windows: requests above this are passed as `SOMAXCONN_HINT`; the provider's own "reasonable
+/// maximum" for `SOMAXCONN` is about this much, and `SOMAXCONN_HINT` never gives less.
+pub(crate) const WINDOWS_HINT_MIN: u32 = 200;
+/// Windows: the most `SOMAXCONN_HINT` gives.
+pub(crate) const WINDOWS_HINT_MAX: u32 = 65535;
+
+/// The Windows `listen` argument for a request: `SOMAXCONN_HINT(min(request, 65535))`, which is
+/// `-min(request, 65535)`, above 200; the request as it is otherwise. Plain Rust, so that its
+/// unit test runs on every host.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub(crate) fn windows_listen_arg(requested: u32) -> i32 {
+    if requested > WINDOWS_HINT_MIN {
+        -(requested.min(WINDOWS_HINT_MAX) as i32)
+    } else {
+        requested as i32
+    }
+}
+
+/// The report's words for what [`windows_listen_arg`] passed.
+#[cfg_attr(not(windows), allow(dead_code))]
+pub(crate) fn windows_listen_note(requested: u32) -> String {
+    if requested > WINDOWS_HINT_MIN {
+        format!(
+            "passed as SOMAXCONN_HINT({}), which Windows adjusts into \
+             {WINDOWS_HINT_MIN}..={WINDOWS_HINT_MAX}",
+            requested.min(WINDOWS_HINT_MAX)
+        )
+    } else {
+        format!("passed as {requested}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_asks_with_somaxconn_hint_above_200() {
+        // The default request, i32::MAX, is Windows' SOMAXCONN, which would give about 200:
+        // it must go out as SOMAXCONN_HINT(65535), that is -65535.
+        assert_eq!(windows_listen_arg(crate::DEFAULT_BACKLOG), -65535);
+        assert_eq!(windows_listen_arg(u32::MAX), -65535);
+        assert_eq!(windows_listen_arg(65536), -65535);
+        assert_eq!(windows_listen_arg(65535), -65535);
+        assert_eq!(windows_listen_arg(8192), -8192);
+        assert_eq!(windows_listen_arg(201), -201);
+        // 200 and below: as requested (SOMAXCONN_HINT would raise them to 200).
+        assert_eq!(windows_listen_arg(200), 200);
+        assert_eq!(windows_listen_arg(5), 5);
+        assert_eq!(windows_listen_arg(0), 0);
+        assert_eq!(
+            windows_listen_note(crate::DEFAULT_BACKLOG),
+            "passed as SOMAXCONN_HINT(65535), which Windows adjusts into 200..=65535"
+        );
+        assert_eq!(windows_listen_note(5), "passed as 5");
+    }
 }

@@ -22,8 +22,16 @@ pub(crate) fn applied_backlog(_socket: &Socket, requested: u32) -> Backlog {
     Backlog::new(requested, None, BacklogSource::Unknown)
 }
 
-/// No call reads the accept queue.
-pub(crate) fn queue_stats(_socket: &Socket) -> Result<Option<QueueStats>, Failed> {
+/// No call reads the accept queue; a socket that does not listen is still told apart, as on
+/// the platforms that can read it.
+pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
+    let listening = super::is_listening(socket).map_err(|source| Failed {
+        what: "SO_ACCEPTCONN",
+        source,
+    })?;
+    if !listening {
+        return Ok(None);
+    }
     Err(Failed {
         what: "the accept queue",
         source: io::Error::new(

@@ -1,7 +1,13 @@
 //! Windows.
 //!
-//! - `listen(s, SOMAXCONN)` (`SOMAXCONN` is `0x7fffffff`) lets the provider pick "a maximum
-//!   reasonable value"; no call reads the applied value back, so it is reported as unknown.
+//! - `SOMAXCONN` is `0x7fffffff`, which is also `i32::MAX`: `listen(s, i32::MAX)` does not ask
+//!   for the largest backlog but lets the provider pick "a maximum reasonable value", about 200
+//!   on current Windows. The documented way to ask for more is `SOMAXCONN_HINT(n)`, which is
+//!   `-n`; Windows adjusts `n` into 200..=65535. So a request above 200 is passed as
+//!   `SOMAXCONN_HINT(min(request, 65535))`, and a request of 200 or less as it is. This is the
+//!   fix OpenJDK made (bug 8330940, openjdk/jdk PR 25819); CUBRID PR 4512 describes the same
+//!   trap.
+//! - No call reads the applied value back, so it is reported as unknown.
 //! - Calling `listen` again on a listening socket succeeds without changing its backlog.
 //! - There is no system limit to read.
 
@@ -11,10 +17,18 @@ use std::os::windows::io::AsRawSocket;
 use socket2::Socket;
 use windows_sys::Win32::Networking::WinSock;
 
-// `listen(s, i32::MAX)` is `listen(s, SOMAXCONN)`; nothing can be read back.
-pub(crate) use super::unknown::{
-    applied_backlog, listen_arg, queue_stats, set_platform_option, system_limit,
-};
+// Nothing can be read back.
+pub(crate) use super::unknown::{applied_backlog, queue_stats, set_platform_option, system_limit};
+
+/// What to pass to `listen`: `SOMAXCONN_HINT(min(request, 65535))` above 200, else the request.
+pub(crate) fn listen_arg(requested: u32) -> i32 {
+    super::windows_listen_arg(requested)
+}
+
+/// What [`listen_arg`] passed, for the report: Windows says nothing back.
+pub(crate) fn listen_note(requested: u32) -> Option<String> {
+    Some(super::windows_listen_note(requested))
+}
 
 /// There is no such sysctl.
 pub(crate) const LIMIT_NAME: &str = "(none on Windows)";

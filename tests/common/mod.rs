@@ -1,3 +1,5 @@
+#![cfg(target_os = "linux")]
+
 //! Helpers for the integration tests: the kernel's own view of a listener (read here, not through
 //! the crate), private network namespaces, and clients that fill an accept queue.
 #![allow(dead_code)] // each test file uses a part
@@ -130,12 +132,12 @@ fn enter_new_netns() {
         *dst = *src as libc::c_char;
     }
     // SAFETY: `req` is a live ifreq naming "lo"; SIOCGIFFLAGS fills in its flags.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut req) };
     assert_eq!(rc, 0, "SIOCGIFFLAGS: {}", io::Error::last_os_error());
     // SAFETY: SIOCGIFFLAGS just wrote the flags member of the union.
     unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
     // SAFETY: `req` is a live ifreq naming "lo" with its flags set.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) };
     assert_eq!(rc, 0, "SIOCSIFFLAGS: {}", io::Error::last_os_error());
 }
 
