@@ -20,7 +20,19 @@ pub(crate) struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) linux: Option<LinuxCounters>,
     pub(crate) stacks: Vec<Stack>,
+    /// The maxlisten listener's accept queue, as a server would export it; `None` where the
+    /// platform cannot read it.
+    pub(crate) metrics: Option<Metrics>,
     pub(crate) advice: Vec<String>,
+}
+
+/// What a server exports per listener: two gauges and a counter.
+#[derive(Serialize)]
+pub(crate) struct Metrics {
+    pub(crate) accept_queue_queued: u32,
+    pub(crate) accept_queue_backlog: u32,
+    /// A counter (Linux 4.12+); `None` where the platform keeps none per listener.
+    pub(crate) accept_queue_drops_total: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -100,6 +112,11 @@ pub(crate) fn build(addr: &str) -> Result<Report, Box<dyn std::error::Error>> {
     // read the applied backlog back from the kernel.
     let ours = maxlisten::ListenerBuilder::new().bind(addr)?;
     let backlog = ours.backlog();
+    let metrics = ours.queue_stats().ok().map(|stats| Metrics {
+        accept_queue_queued: stats.queued,
+        accept_queue_backlog: stats.backlog,
+        accept_queue_drops_total: stats.drops,
+    });
     let bound: SocketAddr = ours.local_addr()?;
     drop(ours);
     stacks.push(Stack {
@@ -218,6 +235,7 @@ pub(crate) fn build(addr: &str) -> Result<Report, Box<dyn std::error::Error>> {
         },
         linux,
         stacks,
+        metrics,
         advice,
     })
 }
@@ -377,6 +395,25 @@ pub(crate) fn render_text(report: &Report) -> String {
         ));
     }
     lines.push(String::new());
+    if let Some(m) = &report.metrics {
+        lines.push(
+            "  metrics of the maxlisten listener (export the first two as gauges, drops as a counter):"
+                .into(),
+        );
+        let drops = m
+            .accept_queue_drops_total
+            .map_or("none kept on this platform".into(), |d| d.to_string());
+        lines.push(format!(
+            "    accept_queue_queued        {}",
+            m.accept_queue_queued
+        ));
+        lines.push(format!(
+            "    accept_queue_backlog       {}",
+            m.accept_queue_backlog
+        ));
+        lines.push(format!("    accept_queue_drops_total   {drops}"));
+        lines.push(String::new());
+    }
     for advice in &report.advice {
         lines.push(format!("  advice: {advice}"));
     }

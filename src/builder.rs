@@ -390,7 +390,7 @@ impl ListenerBuilder {
             .map_err(|source| Error::Resolve { source })?;
         let (listener, addr) = self.bind_first(addrs, true)?;
         tokio::net::TcpListener::from_std(listener.into_std()).map_err(|source| Error::Register {
-            addr: Some(addr),
+            addr: Some(addr.into()),
             source,
         })
     }
@@ -420,7 +420,7 @@ impl ListenerBuilder {
         let option = |option: &'static str| {
             move |source| Error::SetOption {
                 option,
-                addr,
+                addr: addr.into(),
                 source,
             }
         };
@@ -447,8 +447,13 @@ impl ListenerBuilder {
         }
 
         // Closed on drop, so an error below leaks nothing.
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
-            .map_err(|source| Error::Socket { addr, source })?;
+        let socket =
+            Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|source| {
+                Error::Socket {
+                    addr: addr.into(),
+                    source,
+                }
+            })?;
         if self.reuse_address.unwrap_or(cfg!(unix)) {
             socket
                 .set_reuse_address(true)
@@ -494,12 +499,12 @@ impl ListenerBuilder {
             sys::set_platform_option(&socket, ipv4, option).map_err(|source| match option {
                 PlatformOption::BindDevice(device) => Error::BindDevice {
                     device: device.to_owned(),
-                    addr,
+                    addr: addr.into(),
                     source,
                 },
                 _ => Error::SetOption {
                     option: option.name(ipv4),
-                    addr,
+                    addr: addr.into(),
                     source,
                 },
             })
@@ -519,14 +524,15 @@ impl ListenerBuilder {
         if nonblocking || self.nonblocking == Some(true) {
             socket.set_nonblocking(true).map_err(option("O_NONBLOCK"))?;
         }
-        socket
-            .bind(&addr.into())
-            .map_err(|source| Error::Bind { addr, source })?;
+        socket.bind(&addr.into()).map_err(|source| Error::Bind {
+            addr: addr.into(),
+            source,
+        })?;
         let requested = self.backlog.unwrap_or(DEFAULT_BACKLOG);
         socket
             .listen(sys::listen_arg(requested))
             .map_err(|source| Error::Listen {
-                addr: Some(addr),
+                addr: Some(addr.into()),
                 source,
             })?;
         Ok(Listener::new(socket.into(), requested))

@@ -1,11 +1,9 @@
 //! Operating a backlog at runtime, on any listening socket: the system limit, re-listening,
 //! and the accept queue.
 
-use std::net::SocketAddr;
-
 use socket2::{SockRef, Socket};
 
-use crate::{sys, Backlog, Error, QueueStats};
+use crate::{sys, Address, Backlog, Error, QueueStats};
 
 /// The system's cap on the backlog, as the OS reports it now: `None` where the OS has no such
 /// number (Windows) or it cannot be read.
@@ -145,8 +143,8 @@ pub fn queue_stats<S: std::os::windows::io::AsSocket>(listener: &S) -> Result<Qu
 }
 
 /// The local address of a socket, for error messages.
-fn addr_of(socket: &Socket) -> Option<SocketAddr> {
-    socket.local_addr().ok()?.as_socket()
+pub(crate) fn addr_of(socket: &Socket) -> Option<Address> {
+    Address::from_sockaddr(&socket.local_addr().ok()?)
 }
 
 /// Fails unless the socket listens.

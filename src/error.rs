@@ -2,7 +2,8 @@
 
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
+
+use crate::Address;
 
 /// Why making or operating a listener failed.
 ///
@@ -35,7 +36,7 @@ use std::net::SocketAddr;
 /// assert!(err.to_string().contains(&addr.to_string()), "{err}");
 /// // The detail, and the OS code, are inside.
 /// let inner = err.get_ref().and_then(|e| e.downcast_ref::<maxlisten::Error>()).unwrap();
-/// assert_eq!(inner.addr(), Some(addr));
+/// assert_eq!(inner.addr().and_then(|a| a.as_socket_addr()), Some(addr));
 /// # #[cfg(target_os = "linux")]
 /// assert_eq!(inner.raw_os_error(), Some(libc::EADDRINUSE));
 /// # Ok::<(), io::Error>(())
@@ -64,7 +65,7 @@ pub enum Error {
     #[error("create socket for {addr}: {source}")]
     Socket {
         /// The address the socket was for.
-        addr: SocketAddr,
+        addr: Address,
         /// The OS error.
         source: io::Error,
     },
@@ -76,7 +77,7 @@ pub enum Error {
         /// The option, as the OS names it (`SO_REUSEPORT`, `IPV6_V6ONLY`, ...).
         option: &'static str,
         /// The address the socket was for.
-        addr: SocketAddr,
+        addr: Address,
         /// The OS error.
         source: io::Error,
     },
@@ -89,17 +90,19 @@ pub enum Error {
         /// The device name as given.
         device: String,
         /// The address the socket was for.
-        addr: SocketAddr,
+        addr: Address,
         /// The OS error.
         source: io::Error,
     },
 
     /// `bind(2)` failed: the port is in use (`AddrInUse`), the address is not on this host
-    /// (`AddrNotAvailable`), or the port is privileged (`PermissionDenied`).
+    /// (`AddrNotAvailable`), or the port is privileged (`PermissionDenied`). For a Unix socket:
+    /// the path exists (`AddrInUse`; with `remove_stale`, the message says why it was kept), or
+    /// its directory cannot be written (`PermissionDenied`).
     #[error("bind {addr}: {source}")]
     Bind {
         /// The address that could not be bound.
-        addr: SocketAddr,
+        addr: Address,
         /// The OS error.
         source: io::Error,
     },
@@ -108,7 +111,7 @@ pub enum Error {
     #[error("listen on {}: {source}", Addr(addr))]
     Listen {
         /// The listener's local address, where it could be read.
-        addr: Option<SocketAddr>,
+        addr: Option<Address>,
         /// The OS error.
         source: io::Error,
     },
@@ -126,7 +129,7 @@ pub enum Error {
     #[error("{} is not a listening socket", Addr(addr))]
     NotListening {
         /// The socket's local address, where it could be read.
-        addr: Option<SocketAddr>,
+        addr: Option<Address>,
     },
 
     /// Reading the state of a listener from the kernel failed, or this platform cannot report it
@@ -136,7 +139,7 @@ pub enum Error {
         /// What was read (`TCP_INFO`, `SO_LISTENQLEN`, ...).
         what: &'static str,
         /// The listener's local address, where it could be read.
-        addr: Option<SocketAddr>,
+        addr: Option<Address>,
         /// The OS error.
         source: io::Error,
     },
@@ -146,8 +149,33 @@ pub enum Error {
     #[error("register {} with the async runtime: {source}", Addr(addr))]
     Register {
         /// The listener's local address, where it could be read.
-        addr: Option<SocketAddr>,
+        addr: Option<Address>,
         /// The runtime's error.
+        source: io::Error,
+    },
+
+    /// A socket-activation variable (`LISTEN_PID`, `LISTEN_FDS`, ...) holds something that is
+    /// not what the protocol allows (kind `InvalidInput`). Nothing was adopted.
+    #[error("{variable}={value:?}: {problem}")]
+    Environment {
+        /// The variable's name.
+        variable: &'static str,
+        /// Its value, as found.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+
+    /// A descriptor handed over by socket activation is not a listening stream socket, or
+    /// could not be examined or prepared: `ENOTSOCK`, `EBADF`, or kind `InvalidInput` for a
+    /// socket of the wrong type or one that does not listen. Nothing was adopted.
+    #[error("inherited descriptor {fd}{}: {source}", Name(name))]
+    Inherited {
+        /// The descriptor number (3 and up).
+        fd: i32,
+        /// Its name from `LISTEN_FDNAMES`, if any.
+        name: Option<String>,
+        /// What is wrong.
         source: io::Error,
     },
 }
@@ -156,7 +184,8 @@ impl Error {
     /// The [`io::ErrorKind`] of the underlying error.
     ///
     /// For [`Error::AllAddressesFailed`] it is the kind of the last address's error;
-    /// for [`Error::NoAddresses`] and [`Error::NotListening`], `InvalidInput`.
+    /// for [`Error::NoAddresses`], [`Error::NotListening`] and [`Error::Environment`],
+    /// `InvalidInput`.
     ///
     /// ```
     /// let err = maxlisten::ListenerBuilder::new().bind("not an address").unwrap_err();
@@ -199,35 +228,42 @@ impl Error {
             | Error::Bind { source, .. }
             | Error::Listen { source, .. }
             | Error::Query { source, .. }
-            | Error::Register { source, .. } => Some(source),
-            Error::NoAddresses | Error::NotListening { .. } | Error::AllAddressesFailed { .. } => {
-                None
-            }
+            | Error::Register { source, .. }
+            | Error::Inherited { source, .. } => Some(source),
+            Error::NoAddresses
+            | Error::NotListening { .. }
+            | Error::Environment { .. }
+            | Error::AllAddressesFailed { .. } => None,
         }
     }
 
-    /// The socket address the failure concerns, where there is one.
+    /// The address the failure concerns (a socket address, a Unix socket path or an abstract
+    /// name), where there is one.
     ///
-    /// `None` for resolution failures and for [`Error::AllAddressesFailed`] (see each error in
-    /// `errors`).
+    /// `None` for resolution failures, for [`Error::AllAddressesFailed`] (see each error in
+    /// `errors`) and for socket activation (see [`Error::Inherited`]'s `fd`).
     ///
     /// ```
     /// let taken = maxlisten::bind("127.0.0.1:0").unwrap();
     /// let addr = taken.local_addr().unwrap();
     /// let err = maxlisten::ListenerBuilder::new().bind(addr).unwrap_err();
-    /// assert_eq!(err.addr(), Some(addr));
+    /// assert_eq!(err.addr(), Some(&maxlisten::Address::Inet(addr)));
     /// ```
-    pub fn addr(&self) -> Option<SocketAddr> {
+    pub fn addr(&self) -> Option<&Address> {
         match self {
             Error::Socket { addr, .. }
             | Error::SetOption { addr, .. }
             | Error::BindDevice { addr, .. }
-            | Error::Bind { addr, .. } => Some(*addr),
+            | Error::Bind { addr, .. } => Some(addr),
             Error::Listen { addr, .. }
             | Error::NotListening { addr }
             | Error::Query { addr, .. }
-            | Error::Register { addr, .. } => *addr,
-            Error::Resolve { .. } | Error::NoAddresses | Error::AllAddressesFailed { .. } => None,
+            | Error::Register { addr, .. } => addr.as_ref(),
+            Error::Resolve { .. }
+            | Error::NoAddresses
+            | Error::AllAddressesFailed { .. }
+            | Error::Environment { .. }
+            | Error::Inherited { .. } => None,
         }
     }
 }
@@ -242,7 +278,7 @@ impl From<Error> for io::Error {
 }
 
 /// Shows an address that may not be known.
-struct Addr<'a>(&'a Option<SocketAddr>);
+struct Addr<'a>(&'a Option<Address>);
 
 impl fmt::Display for Addr<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -265,5 +301,17 @@ impl fmt::Display for List<'_> {
             write!(f, "{err}")?;
         }
         Ok(())
+    }
+}
+
+/// Shows a descriptor's name, if it has one.
+struct Name<'a>(&'a Option<String>);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(name) => write!(f, " ({name:?})"),
+            None => Ok(()),
+        }
     }
 }

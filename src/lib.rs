@@ -24,6 +24,11 @@
 //! - [`set_backlog`], [`queue_stats`] and [`system_limit`] operate any listener at runtime
 //!   (std's, tokio's, one inherited from systemd): re-apply or change its backlog, and watch its
 //!   accept queue.
+//! - [`unix`] does the same for Unix domain sockets (`unix::bind` has the signature of
+//!   `UnixListener::bind`), and [`inherited`] adopts the sockets systemd's socket activation
+//!   hands over, checks them and re-listens them at the maximum.
+//! - [`QueueStats::drops`] counts the SYNs the kernel dropped on a listener because its queue
+//!   was full (Linux).
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
 //!   and the address, keeps the OS error as its source and its [`io::ErrorKind`].
 //!
@@ -140,29 +145,40 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+mod address;
 mod backlog;
 mod builder;
 mod control;
 mod error;
+#[cfg(unix)]
+mod inherited;
 mod listener;
 mod queue;
 mod sys;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
+#[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
+pub mod unix;
 
 use std::io;
 use std::net::{TcpListener, ToSocketAddrs};
 
+pub use address::Address;
 pub use backlog::{Backlog, BacklogSource};
 pub use builder::ListenerBuilder;
 pub use control::{queue_stats, set_backlog, system_limit, system_limit_name};
 pub use error::Error;
+#[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
+pub use inherited::{inherited, inherited_keep_backlog, Inherited, InheritedListener};
 pub use listener::Listener;
 pub use queue::QueueStats;
 
-/// The README's examples, compiled and run as doctests (they use the `tokio` feature).
-#[cfg(all(doctest, feature = "tokio"))]
+/// The README's examples, compiled and run as doctests (they use the `tokio` feature and Unix
+/// sockets).
+#[cfg(all(doctest, feature = "tokio", unix))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

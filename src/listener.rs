@@ -222,9 +222,12 @@ impl Listener {
     #[cfg(feature = "tokio")]
     #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn into_tokio(self) -> Result<tokio::net::TcpListener, Error> {
-        let addr = self.inner.local_addr().ok();
-        let register = |source| Error::Register { addr, source };
-        current_runtime(addr)?;
+        let addr = self.inner.local_addr().ok().map(crate::Address::from);
+        let register = |source| Error::Register {
+            addr: addr.clone(),
+            source,
+        };
+        current_runtime(addr.clone())?;
         self.inner.set_nonblocking(true).map_err(register)?;
         tokio::net::TcpListener::from_std(self.inner).map_err(register)
     }
@@ -232,7 +235,7 @@ impl Listener {
 
 /// Fails with [`Error::Register`] outside a tokio runtime, where tokio would panic.
 #[cfg(feature = "tokio")]
-pub(crate) fn current_runtime(addr: Option<SocketAddr>) -> Result<(), Error> {
+pub(crate) fn current_runtime(addr: Option<crate::Address>) -> Result<(), Error> {
     match tokio::runtime::Handle::try_current() {
         Ok(_) => Ok(()),
         Err(e) => Err(Error::Register {

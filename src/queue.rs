@@ -5,8 +5,9 @@ use std::fmt;
 /// How full a listener's accept queue is, read from the kernel in one go.
 ///
 /// Made by [`queue_stats`](crate::queue_stats) and [`Listener::queue_stats`](crate::Listener::queue_stats).
-/// Cheap enough to sample every second and export as metrics: on Linux it is a single
-/// `getsockopt(TCP_INFO)`.
+/// Cheap enough to sample every second and export as metrics: on Linux it is two `getsockopt`
+/// calls for a TCP listener (`TCP_INFO` and `SO_MEMINFO`). Export `queued` and `backlog` as
+/// gauges and `drops` as a counter.
 ///
 /// ```
 /// let listener = maxlisten::bind("127.0.0.1:0")?;
@@ -25,10 +26,19 @@ pub struct QueueStats {
     pub queued: u32,
     /// The backlog the kernel applies to this listener now.
     pub backlog: u32,
+    /// SYNs (and final ACKs) the kernel dropped on this listener because its accept queue was
+    /// full, since it was made: a counter. Linux 4.12+ reads it with `SO_MEMINFO`
+    /// (`SK_MEMINFO_DROPS`); `None` on other platforms, on older kernels, and for Unix
+    /// listeners (a full Unix queue refuses or delays the client's `connect` instead).
+    pub drops: Option<u64>,
 }
 
 impl fmt::Display for QueueStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} queued of backlog {}", self.queued, self.backlog)
+        write!(f, "{} queued of backlog {}", self.queued, self.backlog)?;
+        match self.drops {
+            Some(drops) => write!(f, ", {drops} dropped"),
+            None => Ok(()),
+        }
     }
 }

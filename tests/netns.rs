@@ -176,3 +176,52 @@ fn tokio_dropin_gets_the_namespace_limit() {
         });
     }
 }
+
+/// `TcpExt: ListenDrops` of the calling thread's network namespace, read from the kernel's
+/// counters directly (`/proc/thread-self/net/netstat`).
+fn namespace_listen_drops() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").unwrap();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next().unwrap(), lines.next().unwrap());
+    let at = names
+        .split_whitespace()
+        .position(|n| n == "ListenDrops")
+        .expect("a ListenDrops counter");
+    values.split_whitespace().nth(at).unwrap().parse().unwrap()
+}
+
+#[test]
+fn drops_per_listener_equal_the_namespace_listen_drops() {
+    if !require_root("drops_per_listener_equal_the_namespace_listen_drops") {
+        return;
+    }
+    in_netns(4096, || {
+        // The only listener in this namespace, with a backlog of 16, never accepting.
+        let listener = ListenerBuilder::new()
+            .backlog(16)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let before = namespace_listen_drops();
+        assert_eq!(listener.queue_stats().unwrap().drops, Some(0));
+        let (_clients, completed) = fill_queue(listener.local_addr().unwrap(), 100);
+        assert_eq!(completed, 17);
+        // Clients retransmit their SYNs from about 1 s on: read the listener between two equal
+        // readings of the namespace counter, so that no drop falls between them.
+        let (stats, delta) = loop {
+            let first = namespace_listen_drops();
+            let stats = listener.queue_stats().unwrap();
+            if namespace_listen_drops() == first {
+                break (stats, first - before);
+            }
+        };
+        let dropped = stats.drops.unwrap();
+        assert!(dropped > 0, "no drops counted");
+        assert_eq!(dropped, delta);
+        // On any listener, through the free function, too.
+        assert_eq!(
+            maxlisten::queue_stats(&listener).unwrap().drops,
+            Some(dropped)
+        );
+        assert!(stats.to_string().contains("dropped"), "{stats}");
+    });
+}

@@ -126,25 +126,18 @@ fn a_socket_that_never_listened_is_an_error_for_both() {
 }
 
 #[test]
-fn a_unix_listener_has_no_tcp_queue_but_its_backlog_can_still_be_set() {
+fn a_std_unix_listener_is_read_through_sock_diag() {
     let dir = std::env::temp_dir().join(format!("maxlisten-uds-{}", std::process::id()));
     let _ = std::fs::remove_file(&dir);
     let listener = std::os::unix::net::UnixListener::bind(&dir).unwrap();
-    let err = maxlisten::queue_stats(&listener).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Query {
-                what: "TCP_INFO",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(err.kind(), ErrorKind::Unsupported);
-    // No TCP_INFO for AF_UNIX: the report is derived from the limit, and labelled so.
+    // std passes -1 on Linux: the limit. No TCP_INFO for AF_UNIX: sock_diag says it.
+    let stats = maxlisten::queue_stats(&listener).unwrap();
+    assert_eq!(Some(stats.backlog), maxlisten::system_limit());
+    assert_eq!((stats.queued, stats.drops), (0, None));
+    let _client = std::os::unix::net::UnixStream::connect(&dir).unwrap();
+    assert_eq!(maxlisten::queue_stats(&listener).unwrap().queued, 1);
     let report = maxlisten::set_backlog(&listener, 9).unwrap();
     assert_eq!(report.applied(), Some(9));
-    assert_eq!(report.source(), maxlisten::BacklogSource::SystemLimit);
+    assert_eq!(report.source(), maxlisten::BacklogSource::Kernel);
     std::fs::remove_file(&dir).unwrap();
 }

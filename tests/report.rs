@@ -50,6 +50,10 @@ fn check(limit: u32) {
         stack("actix-server ServerBuilder")["applied"],
         limit.min(2048)
     );
+    let metrics = &json["metrics"];
+    assert_eq!(metrics["accept_queue_backlog"], limit);
+    assert_eq!(metrics["accept_queue_queued"], 0);
+    assert_eq!(metrics["accept_queue_drops_total"], 0);
     let text = report::render_text(&built);
     assert!(
         text.contains(&format!("system limit           {limit}\n")),

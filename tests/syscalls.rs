@@ -132,9 +132,12 @@ fn maxlisten_bind_makes_the_same_calls_as_std_but_the_backlog() {
 fn readings_and_relistens_make_the_documented_calls() {
     const TCP_INFO: &str = "getsockopt(#, SOL_TCP, TCP_INFO";
     let cases: [(&str, &[&str]); 4] = [
-        // One getsockopt each.
+        // One getsockopt for the backlog; a second for the drops.
         ("backlog", &[TCP_INFO]),
-        ("queue_stats", &[TCP_INFO]),
+        (
+            "queue_stats",
+            &[TCP_INFO, "getsockopt(#, SOL_SOCKET, SO_MEMINFO"],
+        ),
         // On any socket: is it listening, listen, read back.
         (
             "set_backlog",

@@ -48,7 +48,8 @@ impl FdInfo {
     }
 }
 
-/// (queued, applied backlog) of a listening TCP socket from `proc_pidfdinfo`.
+/// (queued, applied backlog) of a listening TCP or Unix socket from `proc_pidfdinfo` (the
+/// queue lives in the generic socket layer, whatever the family).
 fn socket_info(socket: &Socket) -> io::Result<(u32, u32)> {
     let mut info = FdInfo([0; 1024]);
     // SAFETY: `info` is a live, writable local of the size passed; the kernel writes at most that
@@ -68,12 +69,12 @@ fn socket_info(socket: &Socket) -> io::Result<(u32, u32)> {
     let family = info.i32_at(SOI_FAMILY);
     let listening = info.i16_at(SOI_OPTIONS) as c_int & libc::SO_ACCEPTCONN != 0;
     if (written as usize) < SOI_QLIMIT + 2
-        || !(family == libc::AF_INET || family == libc::AF_INET6)
+        || !(family == libc::AF_INET || family == libc::AF_INET6 || family == libc::AF_UNIX)
         || !listening
     {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "proc_pidfdinfo did not describe a listening TCP socket",
+            "proc_pidfdinfo did not describe a listening TCP or Unix socket",
         ));
     }
     let field = |at| u32::try_from(info.i16_at(at)).unwrap_or(0);
@@ -107,7 +108,11 @@ pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed>
         what: "proc_pidfdinfo",
         source,
     })?;
-    Ok(Some(QueueStats { queued, backlog }))
+    Ok(Some(QueueStats {
+        queued,
+        backlog,
+        drops: None,
+    }))
 }
 
 /// `kern.ipc.somaxconn`.

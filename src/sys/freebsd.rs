@@ -47,6 +47,8 @@ pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed>
     Ok(Some(QueueStats {
         queued: read(socket, "SO_LISTENQLEN", libc::SO_LISTENQLEN)?,
         backlog: read(socket, "SO_LISTENQLIMIT", libc::SO_LISTENQLIMIT)?,
+        // FreeBSD counts overflows only system-wide (`netstat -s`, "listen queue overflows").
+        drops: None,
     }))
 }
 

@@ -5,6 +5,9 @@
 //!   values wrapped: requests are capped at 65535 there.
 //! - `getsockopt(IPPROTO_TCP, TCP_INFO)` on a listening socket reports the applied backlog in
 //!   `tcpi_sacked` and the queued connections in `tcpi_unacked` (one system call).
+//!   `SO_MEMINFO` (`SK_MEMINFO_DROPS`, Linux 4.12+) counts the SYNs dropped on the listener.
+//! - A Unix listener has neither: its backlog and queue come from `sock_diag` (see
+//!   `sock_diag.rs`), asked by the socket's inode.
 
 use std::io;
 use std::mem;
@@ -14,7 +17,7 @@ use std::sync::OnceLock;
 use libc::c_int;
 use socket2::Socket;
 
-use super::unix::setsockopt_int;
+use super::unix::{check_listening, inode, setsockopt_int};
 pub(crate) use super::unix::{is_listening, set_reuse_port};
 use super::{Failed, PlatformOption};
 use crate::{Backlog, BacklogSource, QueueStats};
@@ -113,30 +116,114 @@ fn parse_release(release: &str) -> Option<(u32, u32)> {
     Some((major, minor))
 }
 
-/// The applied backlog: `TCP_INFO` where the socket is a listening TCP socket, else derived
-/// from `net.core.somaxconn` (a listening Unix socket, say).
+/// The applied backlog: `TCP_INFO` for a listening TCP socket; `sock_diag` by inode for a
+/// listening Unix socket; else derived from `net.core.somaxconn`.
 pub(crate) fn applied_backlog(socket: &Socket, requested: u32) -> Backlog {
     match tcp_info(socket) {
         Ok(info) if info.state == TCP_LISTEN => {
-            Backlog::new(requested, Some(info.sacked), BacklogSource::Kernel)
+            return Backlog::new(requested, Some(info.sacked), BacklogSource::Kernel)
         }
-        // Non-negative: `listen_arg` never returns less than zero.
-        _ => Backlog::derived(requested, system_limit(), |limit| {
-            (listen_arg(requested) as u32).min(limit)
-        }),
+        Err(e) if not_tcp(&e) => {
+            if let Ok(Some((_, backlog))) = unix_reading(socket) {
+                return Backlog::new(requested, Some(backlog), BacklogSource::Kernel);
+            }
+        }
+        _ => {}
     }
+    // Non-negative: `listen_arg` never returns less than zero.
+    Backlog::derived(requested, system_limit(), |limit| {
+        (listen_arg(requested) as u32).min(limit)
+    })
 }
 
-/// Queued connections and the applied backlog, from one `TCP_INFO`.
+/// `TCP_INFO` on a socket that is not TCP (a Unix socket, say).
+fn not_tcp(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(libc::EOPNOTSUPP)
+}
+
+/// (queued, backlog) of a listening Unix socket, from `sock_diag` by its inode.
+fn unix_reading(socket: &Socket) -> io::Result<Option<(u32, u32)>> {
+    super::sock_diag::unix_listener(inode(socket)?)
+}
+
+/// Queued connections and the applied backlog: one `TCP_INFO`, and `SO_MEMINFO` for the drops,
+/// for a TCP socket; `SO_ACCEPTCONN` and a `sock_diag` request for a Unix socket.
 pub(crate) fn queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
-    let info = tcp_info(socket).map_err(|source| Failed {
-        what: "TCP_INFO",
-        source,
-    })?;
-    Ok((info.state == TCP_LISTEN).then_some(QueueStats {
+    let info = match tcp_info(socket) {
+        Ok(info) => info,
+        Err(source) if not_tcp(&source) => return unix_queue_stats(socket),
+        Err(source) => {
+            return Err(Failed {
+                what: "TCP_INFO",
+                source,
+            })
+        }
+    };
+    if info.state != TCP_LISTEN {
+        return Ok(None);
+    }
+    Ok(Some(QueueStats {
         queued: info.unacked,
         backlog: info.sacked,
+        drops: drops(socket).map(u64::from),
     }))
+}
+
+fn unix_queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
+    if !check_listening(socket)? {
+        return Ok(None);
+    }
+    let reading = unix_reading(socket).map_err(|source| Failed {
+        what: "sock_diag UNIX_DIAG_RQLEN",
+        source,
+    })?;
+    let (queued, backlog) = reading.ok_or_else(|| Failed {
+        what: "sock_diag UNIX_DIAG_RQLEN",
+        source: io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel reports no such listener in this thread's network namespace \
+             (a socket that is not a Unix stream listener, or one made in another namespace)",
+        ),
+    })?;
+    // The kernel counts no drops for a Unix listener: a full queue makes connect() fail
+    // (EAGAIN) or wait, on the client's side.
+    Ok(Some(QueueStats {
+        queued,
+        backlog,
+        drops: None,
+    }))
+}
+
+/// `SK_MEMINFO_DROPS` of `SO_MEMINFO` (Linux 4.12 and later): the SYNs and ACKs dropped on this
+/// listener because its queue was full.
+fn drops(socket: &Socket) -> Option<u32> {
+    const VARS: usize = libc::SK_MEMINFO_DROPS as usize + 1;
+    let mut info = [0u32; VARS];
+    let mut len = mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a live array of `len` bytes; the kernel writes at most `len` bytes to it
+    // and stores the length it wrote in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && len as usize >= mem::size_of_val(&info)).then_some(info[VARS - 1])
+}
+
+/// The inode of a pidfd of this process, which systemd passes as `LISTEN_PIDFDID`; `None`
+/// where pidfds do not exist (Linux before 5.3) or cannot be opened.
+pub(crate) fn own_pidfd_id() -> Option<u64> {
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    let fd = c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just opened by pidfd_open and is owned here alone.
+    let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let meta = std::fs::File::from(pidfd).metadata().ok()?;
+    Some(std::os::unix::fs::MetadataExt::ino(&meta))
 }
 
 /// `net.core.somaxconn` of the calling thread's network namespace.

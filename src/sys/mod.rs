@@ -24,6 +24,9 @@ pub(crate) struct Failed {
 #[cfg(unix)]
 mod unix;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod sock_diag;
+
 #[cfg(not(any(
     target_os = "linux",
     target_os = "android",
@@ -71,6 +74,18 @@ pub(crate) use os::{
 
 #[cfg(windows)]
 pub(crate) use os::listen_note;
+
+#[cfg(unix)]
+pub(crate) use unix::{check_open_socket, set_cloexec, set_unix_mode_before_bind};
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use os::own_pidfd_id;
+
+/// No pidfds here: `LISTEN_PIDFDID` cannot be checked, and `LISTEN_PID` alone decides.
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+pub(crate) fn own_pidfd_id() -> Option<u64> {
+    None
+}
 
 /// Elsewhere the request is passed as a plain `int` and clamped: nothing to add to the report.
 #[cfg(not(windows))]

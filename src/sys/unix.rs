@@ -53,6 +53,19 @@ pub(crate) fn setsockopt_int(
     }
 }
 
+/// The socket's inode number (`fstat`), as `sock_diag` and `/proc/PID/fd` name it.
+#[allow(dead_code)] // Linux only
+pub(crate) fn inode(socket: &Socket) -> io::Result<u64> {
+    // SAFETY: `stat` is plain old data; all zeroes is a valid value.
+    let mut stat: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: `stat` is a live local that fstat fills in.
+    if unsafe { libc::fstat(socket.as_raw_fd(), &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    #[allow(clippy::useless_conversion)] // u64 on some targets, u32 on others
+    Ok(u64::from(stat.st_ino))
+}
+
 /// `SO_ACCEPTCONN`: whether `listen(2)` was called on the socket.
 pub(crate) fn is_listening(socket: &Socket) -> io::Result<bool> {
     getsockopt_int(socket, libc::SOL_SOCKET, libc::SO_ACCEPTCONN).map(|v| v != 0)
@@ -122,4 +135,67 @@ pub(crate) fn set_fastopen_only(
         ),
         other => Err(other.unsupported(ipv4)),
     }
+}
+
+/// Checks a socket file mode: permission bits only.
+fn check_mode(mode: u32) -> io::Result<libc::mode_t> {
+    if mode & !0o777 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("mode {mode:#o} has bits beyond 0o777"),
+        ));
+    }
+    Ok(mode as libc::mode_t)
+}
+
+/// Linux: `fchmod` on an unbound Unix socket sets the mode `bind` creates the file with.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn set_unix_mode_before_bind(socket: &Socket, mode: u32) -> io::Result<()> {
+    let mode = check_mode(mode)?;
+    // SAFETY: fchmod takes a descriptor this socket owns and a plain mode.
+    if unsafe { libc::fchmod(socket.as_raw_fd(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Elsewhere `bind` takes the mode from the umask only, which is process-wide: there is no way
+/// to create the file with a narrower mode without a moment where it is more open.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn set_unix_mode_before_bind(_socket: &Socket, mode: u32) -> io::Result<()> {
+    check_mode(mode)?;
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "a socket file mode can be set without a window only on Linux; restrict the directory",
+    ))
+}
+
+/// Sets close-on-exec on a descriptor.
+pub(crate) fn set_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller keeps open, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Fails with `EBADF` if `fd` is not open, `ENOTSOCK` if it is not a socket.
+pub(crate) fn check_open_socket(fd: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: `stat` is plain old data; all zeroes is a valid value.
+    let mut stat: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: fstat only reads `fd` (any number is safe to pass) and fills the live local.
+    if unsafe { libc::fstat(fd, &mut stat) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::from_raw_os_error(libc::ENOTSOCK));
+    }
+    Ok(())
 }

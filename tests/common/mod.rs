@@ -172,3 +172,33 @@ pub fn fill_queue(addr: SocketAddr, attempts: usize) -> (Vec<Socket>, usize) {
     }
     (clients, last)
 }
+
+/// `(Recv-Q, Send-Q)` of the listening Unix socket `local` (a path, or `@name`) as `ss -xl`
+/// shows it in the calling thread's namespace.
+pub fn ss_unix(local: &str) -> (u32, u32) {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    let ns = format!("/proc/{}/task/{}/ns/net", std::process::id(), tid);
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={ns}"))
+        .args(["ss", "-xlH"])
+        .output()
+        .expect("run nsenter ss");
+    assert!(out.status.success(), "ss failed: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Netid State Recv-Q Send-Q Local Inode Peer Inode
+    let line = text
+        .lines()
+        .find(|line| line.split_whitespace().nth(4) == Some(local))
+        .unwrap_or_else(|| panic!("ss -xl shows no listener {local}:\n{text}"));
+    let field = |i: usize| line.split_whitespace().nth(i).unwrap().parse().unwrap();
+    (field(2), field(3))
+}
+
+/// A fresh directory for the test's socket files.
+pub fn temp_dir(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("maxlisten-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

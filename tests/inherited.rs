@@ -1,0 +1,352 @@
+//! Socket activation: sockets handed over by the real `systemd-socket-activate` tool, and by
+//! hand (good and bad environments), adopted by `maxlisten::inherited`.
+//!
+//! The by-hand cases run in child processes (this test binary again, with `--ignored`), since
+//! the protocol works on the process's own environment and descriptors 3 and up.
+
+// Linux only: namespaces, ss, systemd-socket-activate.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{in_netns, require_root, ss_send_q, ss_unix, temp_dir};
+use maxlisten::{Error, InheritedListener};
+
+/// Which hand-over case a child checks.
+const CASE: &str = "MAXLISTEN_INHERITED_CASE";
+
+/// Runs this test binary's `child_adopts` with `fds` placed at 3, 4, ... and the activation
+/// variables set (`LISTEN_PID` to the child's own pid unless `pid` says otherwise).
+fn run_child(case: &str, fds: &[RawFd], vars: &[(&str, &str)], pid: Option<&str>) {
+    let exe = std::env::current_exe().unwrap();
+    let script = match pid {
+        None => "LISTEN_PID=$$ exec \"$@\"".to_owned(),
+        Some(pid) => format!("LISTEN_PID={pid} exec \"$@\""),
+    };
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", &script, "sh"])
+        .arg(&exe)
+        .args(["--ignored", "--exact", "child_adopts", "--nocapture"])
+        .env(CASE, case)
+        .env_remove("LISTEN_PID")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_FDNAMES")
+        .env_remove("LISTEN_PIDFDID");
+    for (name, value) in vars {
+        command.env(name, value);
+    }
+    let fds = fds.to_vec();
+    // SAFETY: only dup and dup2, which are async-signal-safe, run between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // First out of the way (a source may already sit at 3 or 4), then into place;
+            // dup2 leaves the new descriptor without close-on-exec.
+            let high: Vec<RawFd> = fds
+                .iter()
+                .map(|&fd| libc::fcntl(fd, libc::F_DUPFD, 100))
+                .collect();
+            for (i, fd) in high.into_iter().enumerate() {
+                if fd < 0 || libc::dup2(fd, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child {case} failed:\n{text}");
+    assert!(
+        text.contains("child done"),
+        "child {case} did not run:\n{text}"
+    );
+}
+
+#[test]
+#[ignore = "the body of child processes, run by the tests below"]
+fn child_adopts() {
+    let Ok(case) = std::env::var(CASE) else {
+        return;
+    };
+    let result = if case == "keep" {
+        maxlisten::inherited_keep_backlog()
+    } else {
+        maxlisten::inherited()
+    };
+    match case.as_str() {
+        "good" => {
+            let sockets = result.unwrap();
+            assert_eq!(sockets.len(), 2);
+            let limit = maxlisten::system_limit();
+            for s in &sockets {
+                // Each was listening with a backlog of 1, and is raised to the limit.
+                assert_eq!(s.backlog().applied(), limit, "{:?}", s.name());
+                // SAFETY: F_GETFD only reads the descriptor's flags.
+                let flags = unsafe { libc::fcntl(s.fd(), libc::F_GETFD) };
+                assert!(
+                    flags & libc::FD_CLOEXEC != 0,
+                    "fd {} not close-on-exec",
+                    s.fd()
+                );
+            }
+            assert_eq!((sockets[0].fd(), sockets[0].name()), (3, Some("web")));
+            assert_eq!((sockets[1].fd(), sockets[1].name()), (4, Some("admin")));
+            for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+                assert!(std::env::var_os(var).is_none(), "{var} still set");
+            }
+            // Adopted once only.
+            assert!(maxlisten::inherited().unwrap().is_empty());
+            let mut sockets = sockets.into_iter();
+            let tcp = sockets.next().unwrap().into_listener().into_tcp().unwrap();
+            let unix = sockets.next().unwrap().into_listener().into_unix().unwrap();
+            let _client = TcpStream::connect(tcp.local_addr().unwrap()).unwrap();
+            tcp.accept().unwrap();
+            let _client =
+                UnixStream::connect(unix.local_addr().unwrap().as_pathname().unwrap()).unwrap();
+            unix.accept().unwrap();
+        }
+        "keep" => {
+            // Handed over with a backlog of 1, and left so.
+            let sockets = result.unwrap();
+            assert_eq!(sockets.len(), 1);
+            assert_eq!(sockets[0].backlog().applied(), Some(1));
+            assert!(matches!(sockets[0].listener(), InheritedListener::Tcp(_)));
+        }
+        "another-pid" => {
+            assert!(result.unwrap().is_empty());
+            // Not ours: left for whoever it is meant for.
+            assert!(std::env::var_os("LISTEN_FDS").is_some());
+        }
+        "garbage-count" => {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Environment {
+                        variable: "LISTEN_FDS",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("LISTEN_FDS=\"abc\""), "{err}");
+            // Nothing changed.
+            assert!(std::env::var_os("LISTEN_FDS").is_some());
+        }
+        "garbage-pid" => {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Environment {
+                        variable: "LISTEN_PID",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+        "names-mismatch" => {
+            let err = result.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Environment {
+                        variable: "LISTEN_FDNAMES",
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+        }
+        "not-a-socket" => {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Inherited { fd: 3, .. }), "{err:?}");
+            assert_eq!(err.raw_os_error(), Some(libc::ENOTSOCK));
+            assert!(err.to_string().contains("descriptor 3"), "{err}");
+        }
+        "not-listening" => {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Inherited { fd: 4, .. }), "{err:?}");
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("does not listen"), "{err}");
+            // The good socket before it was not touched: the variables are still there.
+            assert!(std::env::var_os("LISTEN_FDS").is_some());
+        }
+        "datagram" => {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("not a stream socket"), "{err}");
+        }
+        "not-open" => {
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Inherited { fd: 4, .. }), "{err:?}");
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+        }
+        other => panic!("unknown case {other}"),
+    }
+    println!("child done");
+}
+
+#[test]
+fn hand_over_by_hand() {
+    let dir = temp_dir("inherited-hand");
+    // As systemfd does: listening with a backlog of 1.
+    let tcp = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    tcp.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    tcp.listen(1).unwrap();
+    let unix = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    unix.bind(&socket2::SockAddr::unix(dir.join("admin.sock")).unwrap())
+        .unwrap();
+    unix.listen(1).unwrap();
+    let (t, u) = (tcp.as_raw_fd(), unix.as_raw_fd());
+    let names = [("LISTEN_FDS", "2"), ("LISTEN_FDNAMES", "web:admin")];
+    run_child("good", &[t, u], &names, None);
+    // A fresh one: the child above re-listened `tcp` (the same socket) at the limit.
+    let small = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    small
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    small.listen(1).unwrap();
+    run_child("keep", &[small.as_raw_fd()], &[("LISTEN_FDS", "1")], None);
+
+    let file = std::fs::File::create(dir.join("plain.txt")).unwrap();
+    let bound = TcpListener::bind("127.0.0.1:0").unwrap();
+    let not_listening =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    not_listening
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let one = [("LISTEN_FDS", "1")];
+    run_child("another-pid", &[t], &one, Some("1"));
+    run_child("garbage-count", &[t], &[("LISTEN_FDS", "abc")], None);
+    run_child("garbage-pid", &[t], &one, Some("12x"));
+    run_child(
+        "names-mismatch",
+        &[t],
+        &[("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "a:b")],
+        None,
+    );
+    run_child("not-a-socket", &[file.as_raw_fd()], &one, None);
+    run_child(
+        "not-listening",
+        &[bound.as_raw_fd(), not_listening.as_raw_fd()],
+        &[("LISTEN_FDS", "2")],
+        None,
+    );
+    run_child("datagram", &[udp.as_raw_fd()], &one, None);
+    run_child("not-open", &[t], &[("LISTEN_FDS", "2")], None);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The real tool: `systemd-socket-activate` makes a TCP and a Unix listener while the limit is
+/// 16; a wrapper raises the limit to 4096 and execs the example, which adopts both and raises
+/// them to 4096; `ss` agrees.
+#[test]
+fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
+    if !require_root("systemd_socket_activate_hands_over") {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/inherited");
+    assert!(example.exists(), "{} was not built", example.display());
+    let dir = temp_dir("inherited-activate");
+    let path = dir.join("admin.sock");
+    in_netns(16, || {
+        let port = {
+            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let mut child = Command::new("systemd-socket-activate")
+            .arg("-l")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-l")
+            .arg(&path)
+            .arg("--fdname=web:admin")
+            .args([
+                "sh",
+                "-c",
+                "sysctl -qw net.core.somaxconn=4096 && exec \"$0\" --once",
+            ])
+            .arg(&example)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run systemd-socket-activate (Debian package systemd)");
+        // It listens before anything runs (TCP first, then the path); no connect here, since
+        // the first connection starts the service.
+        for _ in 0..250 {
+            if path.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(path.exists(), "systemd-socket-activate did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(ss_send_q(port), 16);
+        assert_eq!(ss_unix(path.to_str().unwrap()).1, 16);
+
+        // The first connection starts the service.
+        let mut web = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let second = lines.next().unwrap().unwrap();
+        assert_eq!(
+            first,
+            format!("adopted fd 3 web: tcp 127.0.0.1:{port}, backlog 4096 (requested 2147483647, capped by the system limit; reported by the kernel)")
+        );
+        assert_eq!(
+            second,
+            format!("adopted fd 4 admin: unix {}, backlog 4096 (requested 2147483647, capped by the system limit; reported by the kernel)", path.display())
+        );
+        assert_eq!(ss_send_q(port), 4096);
+        assert_eq!(ss_unix(path.to_str().unwrap()).1, 4096);
+
+        // And both serve.
+        let mut greeting = String::new();
+        web.read_to_string(&mut greeting).unwrap();
+        assert_eq!(greeting, "hello from fd 3 (web)\n");
+        let mut admin = UnixStream::connect(&path).unwrap();
+        greeting.clear();
+        admin.read_to_string(&mut greeting).unwrap();
+        assert_eq!(greeting, "hello from fd 4 (admin)\n");
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status}");
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}

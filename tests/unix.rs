@@ -1,0 +1,242 @@
+//! Unix domain socket listeners against the real kernel: the applied backlog read back through
+//! sock_diag and checked against `ss -xl`, the queue filled to limit + 1, the file rules
+//! (mode, stale files) checked with stat, and errors that name the path.
+
+// Linux only: namespaces, sock_diag, ss, abstract names.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use common::{in_netns, require_root, set_somaxconn, ss_unix, temp_dir};
+use maxlisten::unix::ListenerBuilder;
+use maxlisten::{Address, BacklogSource, Error};
+
+#[test]
+fn reports_exactly_the_namespace_limit_and_ss_agrees() {
+    if !require_root("unix reports_exactly_the_namespace_limit") {
+        return;
+    }
+    let dir = temp_dir("unix-limit");
+    for limit in [16, 4096] {
+        in_netns(limit, || {
+            let path = dir.join(format!("l{limit}.sock"));
+            let listener = ListenerBuilder::new().bind(&path).unwrap();
+            let backlog = listener.backlog();
+            assert_eq!(backlog.applied(), Some(limit));
+            assert_eq!(backlog.source(), BacklogSource::Kernel);
+            assert_eq!(ss_unix(path.to_str().unwrap()), (0, limit));
+            // The drop-in too, and an abstract name.
+            let plain_path = dir.join(format!("p{limit}.sock"));
+            let plain = maxlisten::unix::bind(&plain_path).unwrap();
+            assert_eq!(maxlisten::queue_stats(&plain).unwrap().backlog, limit);
+            let name = format!("maxlisten-test-{limit}-{}", std::process::id());
+            let abs = ListenerBuilder::new()
+                .bind_abstract(name.as_bytes())
+                .unwrap();
+            assert_eq!(abs.backlog().applied(), Some(limit));
+            assert_eq!(ss_unix(&format!("@{name}")), (0, limit));
+        });
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_listener_that_never_accepts_holds_limit_plus_one_then_connect_gets_eagain() {
+    if !require_root("unix holds limit plus one") {
+        return;
+    }
+    let limit = 16;
+    in_netns(limit, || {
+        let name = format!("maxlisten-fill-{}", std::process::id());
+        let listener = ListenerBuilder::new()
+            .bind_abstract(name.as_bytes())
+            .unwrap();
+
+        let mut clients = Vec::new();
+        let err = loop {
+            let socket =
+                socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+            socket.set_nonblocking(true).unwrap();
+            let target = socket2::SockAddr::unix(format!("\0{name}")).unwrap();
+            match socket.connect(&target) {
+                Ok(()) => clients.push(socket),
+                Err(e) => break e,
+            }
+            assert!(clients.len() <= 1000, "the queue never filled");
+        };
+        assert_eq!(clients.len(), limit as usize + 1);
+        assert_eq!(err.raw_os_error(), Some(libc::EAGAIN), "{err}");
+        let stats = listener.queue_stats().unwrap();
+        assert_eq!((stats.queued, stats.backlog), (limit + 1, limit));
+        assert_eq!(stats.drops, None);
+        assert_eq!(ss_unix(&format!("@{name}")), (limit + 1, limit));
+    });
+}
+
+#[test]
+fn set_backlog_widens_std_and_tokio_unix_listeners() {
+    if !require_root("unix set_backlog widens") {
+        return;
+    }
+    let dir = temp_dir("unix-widen");
+    in_netns(16, || {
+        let std_path = dir.join("std.sock");
+        let std_listener = UnixListener::bind(&std_path).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let tokio_path = dir.join("tokio.sock");
+        let tokio_listener = tokio::net::UnixListener::bind(&tokio_path).unwrap();
+        assert_eq!(ss_unix(std_path.to_str().unwrap()).1, 16);
+        assert_eq!(ss_unix(tokio_path.to_str().unwrap()).1, 16);
+        set_somaxconn(4096);
+        for (path, report) in [
+            (
+                &std_path,
+                maxlisten::set_backlog(&std_listener, u32::MAX).unwrap(),
+            ),
+            (
+                &tokio_path,
+                maxlisten::set_backlog(&tokio_listener, u32::MAX).unwrap(),
+            ),
+        ] {
+            assert_eq!(report.applied(), Some(4096));
+            assert_eq!(report.source(), BacklogSource::Kernel);
+            assert_eq!(ss_unix(path.to_str().unwrap()).1, 4096);
+        }
+        assert_eq!(
+            maxlisten::queue_stats(&tokio_listener).unwrap().backlog,
+            4096
+        );
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn mode_is_set_without_a_wider_window() {
+    let dir = temp_dir("unix-mode");
+    for mode in [0o600, 0o660, 0o666, 0o000] {
+        let path = dir.join(format!("m{mode:o}.sock"));
+        let _listener = ListenerBuilder::new().mode(mode).bind(&path).unwrap();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{mode:o}");
+    }
+    // Bits beyond the permissions are refused, and nothing is left behind.
+    let path = dir.join("bad.sock");
+    let err = ListenerBuilder::new().mode(0o4755).bind(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains(path.to_str().unwrap()), "{err}");
+    assert!(!path.exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn remove_stale_removes_only_a_dead_socket() {
+    let dir = temp_dir("unix-stale");
+    let path = dir.join("app.sock");
+    let path_text = path.to_str().unwrap().to_owned();
+
+    // Without remove_stale, an existing path is AddrInUse, as std, naming the path.
+    drop(UnixListener::bind(&path).unwrap());
+    let err = ListenerBuilder::new().bind(&path).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    assert_eq!(err.addr(), Some(&Address::Path(path.clone())));
+    assert!(err.to_string().contains(&path_text), "{err}");
+
+    // A dead socket is removed and the path bound.
+    let live = ListenerBuilder::new()
+        .remove_stale(true)
+        .bind(&path)
+        .unwrap();
+    UnixStream::connect(&path).unwrap();
+
+    // A live listener is never removed.
+    let err = ListenerBuilder::new()
+        .remove_stale(true)
+        .bind(&path)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    assert!(err.to_string().contains("listening"), "{err}");
+    UnixStream::connect(&path).expect("the live listener still answers");
+    drop(live);
+
+    // A regular file is never removed.
+    let file = dir.join("data.txt");
+    std::fs::write(&file, b"keep me").unwrap();
+    let err = ListenerBuilder::new()
+        .remove_stale(true)
+        .bind(&file)
+        .unwrap_err();
+    assert!(matches!(err, Error::Bind { .. }), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    assert!(err.to_string().contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+
+    // Nor a directory, nor a symbolic link to a dead socket.
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    assert!(ListenerBuilder::new()
+        .remove_stale(true)
+        .bind(&sub)
+        .is_err());
+    assert!(sub.is_dir());
+    let dead = dir.join("dead.sock");
+    drop(UnixListener::bind(&dead).unwrap());
+    let link = dir.join("link.sock");
+    std::os::unix::fs::symlink(&dead, &link).unwrap();
+    assert!(ListenerBuilder::new()
+        .remove_stale(true)
+        .bind(&link)
+        .is_err());
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn errors_name_the_path_and_keep_std_kinds() {
+    let dir = temp_dir("unix-errors");
+    let missing = dir.join("no-such-dir").join("app.sock");
+    let too_long = dir.join("x".repeat(200));
+    for path in [&missing, &too_long] {
+        let std_err = UnixListener::bind(path).unwrap_err();
+        let ours = maxlisten::unix::bind(path).unwrap_err();
+        assert_eq!(ours.kind(), std_err.kind(), "{}", path.display());
+        assert!(ours.to_string().contains(path.to_str().unwrap()), "{ours}");
+        let inner = ours.get_ref().unwrap().downcast_ref::<Error>().unwrap();
+        assert_eq!(inner.raw_os_error(), std_err.raw_os_error());
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn into_tokio_serves() {
+    let dir = temp_dir("unix-tokio");
+    let path = dir.join("t.sock");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = ListenerBuilder::new()
+            .bind(&path)
+            .unwrap()
+            .into_tokio()
+            .unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::UnixStream::connect(&path), listener.accept());
+        client.unwrap();
+        accepted.unwrap();
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
