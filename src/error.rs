@@ -166,6 +166,23 @@ pub enum Error {
         problem: &'static str,
     },
 
+    /// Operating another process's socket failed ([`survey::relisten`](crate::survey::relisten)):
+    /// the step (`pidfd_open`, `pidfd_getfd`, `SO_ACCEPTCONN`, `listen`), the pid and descriptor,
+    /// the OS error, and in the message what is missing: ptrace permission for `EPERM`
+    /// (`CAP_SYS_PTRACE`, or the same user where `kernel.yama.ptrace_scope` allows it), Linux
+    /// 5.6 for `ENOSYS`, a process that is gone for `ESRCH`, a descriptor it lacks for `EBADF`.
+    #[error("{step} on pid {pid} fd {fd}: {source}{}", ForeignHint(source))]
+    Foreign {
+        /// The process.
+        pid: u32,
+        /// The descriptor number in that process.
+        fd: i32,
+        /// The step that failed.
+        step: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+
     /// A descriptor handed over by socket activation is not a listening stream socket, or
     /// could not be examined or prepared: `ENOTSOCK`, `EBADF`, or kind `InvalidInput` for a
     /// socket of the wrong type or one that does not listen. Nothing was adopted.
@@ -229,7 +246,8 @@ impl Error {
             | Error::Listen { source, .. }
             | Error::Query { source, .. }
             | Error::Register { source, .. }
-            | Error::Inherited { source, .. } => Some(source),
+            | Error::Inherited { source, .. }
+            | Error::Foreign { source, .. } => Some(source),
             Error::NoAddresses
             | Error::NotListening { .. }
             | Error::Environment { .. }
@@ -263,7 +281,8 @@ impl Error {
             | Error::NoAddresses
             | Error::AllAddressesFailed { .. }
             | Error::Environment { .. }
-            | Error::Inherited { .. } => None,
+            | Error::Inherited { .. }
+            | Error::Foreign { .. } => None,
         }
     }
 }
@@ -313,5 +332,24 @@ impl fmt::Display for Name<'_> {
             Some(name) => write!(f, " ({name:?})"),
             None => Ok(()),
         }
+    }
+}
+
+/// What an OS error on another process's socket says is missing.
+struct ForeignHint<'a>(&'a io::Error);
+
+impl fmt::Display for ForeignHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hint = match self.0.raw_os_error() {
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                "; needs ptrace permission over that process: CAP_SYS_PTRACE (run as root), or \
+                 the same user where kernel.yama.ptrace_scope allows it"
+            }
+            Some(libc::ENOSYS) => "; pidfd_getfd needs Linux 5.6 or later",
+            Some(libc::ESRCH) => "; the process is gone",
+            Some(libc::EBADF) => "; the process has no such descriptor",
+            _ => "",
+        };
+        f.write_str(hint)
     }
 }

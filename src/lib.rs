@@ -27,6 +27,9 @@
 //! - [`unix`] does the same for Unix domain sockets (`unix::bind` has the signature of
 //!   `UnixListener::bind`), and [`inherited`] adopts the sockets systemd's socket activation
 //!   hands over, checks them and re-listens them at the maximum.
+//! - On Linux, `survey` lists every listener of the network namespace with its owners, and
+//!   `survey::relisten` raises another process's listener in place (`pidfd_getfd`); the
+//!   `maxlisten` command (feature `cli`) is built on them.
 //! - [`QueueStats::drops`] counts the SYNs the kernel dropped on a listener because its queue
 //!   was full (Linux).
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
@@ -138,6 +141,8 @@
 //!
 //! - `tokio`: [`tokio::bind`] (tokio's `TcpListener::bind`, drop-in),
 //!   [`ListenerBuilder::bind_tokio`] and [`Listener::into_tokio`].
+//! - `cli`: the `maxlisten` command (`survey`, `raise`, `report`); its dependencies (clap,
+//!   serde) come only with it.
 //!
 //! [`TcpListener::bind`]: std::net::TcpListener::bind
 
@@ -154,6 +159,9 @@ mod error;
 mod inherited;
 mod listener;
 mod queue;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub mod survey;
 mod sys;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]

@@ -27,7 +27,6 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use crate::Address;
 
 /// One listening socket as `sock_diag` reports it.
-#[allow(dead_code)] // the host-wide listing is next to use these
 #[derive(Clone, Debug)]
 pub(crate) struct DiagListener {
     /// The socket's inode (what `/proc/PID/fd/N` links to as `socket:[INODE]`).
@@ -114,7 +113,6 @@ fn rqlen(response: &unix::UnixResponse) -> Option<(u32, u32)> {
 }
 
 /// Every listening Unix stream socket of the namespace.
-#[allow(dead_code)] // the host-wide listing is next to use these
 pub(crate) fn unix_listeners() -> io::Result<Vec<DiagListener>> {
     let request = SockDiagMessage::UnixRequest(UnixRequest {
         state_flags: unix::StateFlags::LISTEN,
@@ -159,7 +157,6 @@ pub(crate) fn unix_listeners() -> io::Result<Vec<DiagListener>> {
 }
 
 /// Every listening TCP socket of the namespace, IPv4 and IPv6.
-#[allow(dead_code)] // the host-wide listing is next to use these
 pub(crate) fn tcp_listeners() -> io::Result<Vec<DiagListener>> {
     let mut found = Vec::new();
     for (family, id) in [

@@ -1,0 +1,137 @@
+//! `maxlisten survey` against `ss -ltnp` on the same 10,000 listeners, side by side in one run.
+//!
+//! ```text
+//! cargo bench --features cli --bench survey                 # 10,000 listeners, 15 rounds
+//! cargo bench --features cli --bench survey -- --listeners 2000 --rounds 5
+//! ```
+//!
+//! As root it runs in a private network namespace that holds only these listeners (so the
+//! host's sockets do not count); otherwise it refuses, since it would measure the host. Both
+//! commands find the owning process of every socket (`ss -p`, and the survey's `/proc` scan)
+//! and print every listener; each round runs them one after the other, in alternating order,
+//! and the medians are compared.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let (mut listeners, mut rounds) = (10_000usize, 15usize);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> usize {
+            args.next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| fail(&format!("{name} needs a number")))
+        };
+        match arg.as_str() {
+            "--bench" => {}
+            "--listeners" => listeners = number("--listeners"),
+            "--rounds" => rounds = number("--rounds").max(1),
+            other => fail(&format!("unknown argument {other:?}")),
+        }
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        fail("needs root, for a private network namespace holding only the listeners it makes");
+    }
+    raise_fd_limit(listeners + 100);
+    let (survey, ss, found) = common::in_netns(4096, || {
+        let held: Vec<TcpListener> = (0..listeners)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a listener"))
+            .collect();
+        let survey_cmd = || {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_maxlisten"));
+            c.args(["survey", "--json"]);
+            c
+        };
+        let ss_cmd = || {
+            let mut c = Command::new("ss");
+            c.arg("-ltnp");
+            c
+        };
+        // Both must see every listener.
+        let out = survey_cmd().output().unwrap();
+        let found = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len();
+        let ss_lines = ss_cmd()
+            .output()
+            .unwrap()
+            .stdout
+            .split(|b| *b == b'\n')
+            .count();
+        assert!(
+            found >= listeners && ss_lines > listeners,
+            "{found} / {ss_lines}"
+        );
+        let (mut survey, mut ss) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let mut order = [(&mut survey, survey_cmd()), (&mut ss, ss_cmd())];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (times, mut command) in order {
+                times.push(time(&mut command));
+            }
+        }
+        drop(held);
+        (median(survey), median(ss), found)
+    });
+    println!(
+        "survey: {listeners} TCP listeners held by one process, in a private network namespace; \
+         {rounds} rounds, alternating order, medians"
+    );
+    println!(
+        "  maxlisten survey --json   {:>8.1} ms  ({found} listeners listed)",
+        ms(survey)
+    );
+    println!("  ss -ltnp                  {:>8.1} ms", ms(ss));
+    println!(
+        "  ratio ss / maxlisten survey: {:.2}x (above 1: the survey is faster)",
+        ss.as_secs_f64() / survey.as_secs_f64()
+    );
+}
+
+fn time(command: &mut Command) -> Duration {
+    let start = Instant::now();
+    let status = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run");
+    let took = start.elapsed();
+    assert!(status.success(), "{command:?}: {status}");
+    took
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn fail(why: &str) -> ! {
+    eprintln!("survey bench: {why}");
+    std::process::exit(2)
+}
+
+fn raise_fd_limit(want: usize) {
+    // SAFETY: rlimit is plain old data and the pointers are live locals.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max.max(want as libc::rlim_t);
+            limit.rlim_max = limit.rlim_cur;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

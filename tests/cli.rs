@@ -1,0 +1,382 @@
+//! The `maxlisten` command against servers this crate did not write (Python, Node), in a
+//! private network namespace with `net.core.somaxconn` = 65535: `survey` finds them below the
+//! limit with their owners, `raise` takes each to the limit live (`ss` agrees) and they keep
+//! serving; as `nobody`, `raise` fails naming the missing permission and changes nothing.
+//! Needs root: skipped with a message outside CI, a failure with `CI=true`.
+
+#![cfg(all(target_os = "linux", feature = "cli"))]
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{in_netns, require_root, ss_send_q, ss_unix, temp_dir};
+
+const LIMIT: u32 = 65535;
+const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
+
+/// A server process, killed when dropped.
+struct Server {
+    child: Child,
+    /// The TCP port, or 0 for the Unix server.
+    port: u16,
+    name: &'static str,
+    expected_backlog: u32,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Python: serve "ok" to every connection; print the port (or "ready") once listening.
+const PY_SERVE: &str = "
+import socket, sys
+kind = sys.argv[1]
+if kind == 'somaxconn':
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(('127.0.0.1', 0))
+    s.listen(socket.SOMAXCONN)
+elif kind == 'create_server':
+    s = socket.create_server(('127.0.0.1', 0))
+else:
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(sys.argv[2])
+    s.listen(5)
+print(s.getsockname()[1] if kind != 'unix' else 0, flush=True)
+while True:
+    c, _ = s.accept()
+    c.sendall(b'ok\\n')
+    c.close()
+";
+
+const NODE_SERVE: &str = "
+require('net').createServer(c => c.end('ok\\n'))
+  .listen(0, '127.0.0.1', function () { console.log(this.address().port); });
+";
+
+fn start(name: &'static str, mut command: Command, expected_backlog: u32) -> Server {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} printed {line:?}"));
+    Server {
+        child,
+        port,
+        name,
+        expected_backlog,
+    }
+}
+
+fn python(kind: &str, arg: &str) -> Command {
+    let mut c = Command::new("python3");
+    c.args(["-c", PY_SERVE, kind, arg]);
+    c
+}
+
+fn run(args: &[&str], as_nobody: bool) -> Output {
+    let mut command = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            BIN,
+        ]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    command.args(args).output().unwrap()
+}
+
+fn answers(server: &Server, path: &Path) {
+    let mut reply = String::new();
+    if server.port == 0 {
+        UnixStream::connect(path)
+            .unwrap()
+            .read_to_string(&mut reply)
+            .unwrap();
+    } else {
+        TcpStream::connect(("127.0.0.1", server.port))
+            .unwrap()
+            .read_to_string(&mut reply)
+            .unwrap();
+    }
+    assert_eq!(reply, "ok\n", "{} does not serve", server.name);
+}
+
+/// Metric name → its samples: labels and value.
+type Samples = HashMap<String, Vec<(HashMap<String, String>, f64)>>;
+
+/// Parses node_exporter's text format strictly enough to catch a malformed line: HELP and
+/// TYPE before a metric's samples, `name{k="v",...} value`, escaped label values, unique
+/// label sets. Returns metric name → samples (labels, value).
+fn parse_prometheus(text: &str) -> Samples {
+    let mut typed = HashSet::new();
+    let mut helped = HashSet::new();
+    let mut samples = Samples::new();
+    let mut seen = HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').expect("HELP name text");
+            assert!(!help.is_empty());
+            helped.insert(name.to_owned());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["gauge", "counter"].contains(&kind), "{line}");
+            assert!(helped.contains(name), "TYPE before HELP: {line}");
+            typed.insert(name.to_owned());
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let open = line.find('{').expect("labels");
+        let close = line.rfind('}').expect("labels end");
+        let name = &line[..open];
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{name}"
+        );
+        assert!(typed.contains(name), "sample before TYPE: {line}");
+        let value: f64 = line[close + 1..].trim().parse().expect("value");
+        // k="v" pairs, with \\ \" \n escapes inside values.
+        let mut labels = HashMap::new();
+        let mut chars = line[open + 1..close].chars().peekable();
+        while chars.peek().is_some() {
+            let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            assert!(
+                key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{key}"
+            );
+            assert_eq!(chars.next(), Some('"'), "{line}");
+            let mut value = String::new();
+            loop {
+                match chars.next().expect("unterminated label value") {
+                    '\\' => match chars.next() {
+                        Some('\\') => value.push('\\'),
+                        Some('"') => value.push('"'),
+                        Some('n') => value.push('\n'),
+                        other => panic!("bad escape {other:?} in {line}"),
+                    },
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+            labels.insert(key, value);
+            match chars.next() {
+                None | Some(',') => {}
+                other => panic!("expected ',' not {other:?} in {line}"),
+            }
+        }
+        let mut key: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        key.sort();
+        assert!(
+            seen.insert((name.to_owned(), key)),
+            "duplicate sample: {line}"
+        );
+        samples
+            .entry(name.to_owned())
+            .or_default()
+            .push((labels, value));
+    }
+    samples
+}
+
+#[test]
+fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
+    if !require_root("cli survey and raise") {
+        return;
+    }
+    let dir = temp_dir("cli");
+    let path = dir.join("py.sock");
+    // Anyone may pass through the directory, as for a real socket directory.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    in_netns(LIMIT, || {
+        let mut servers = vec![
+            // glibc's SOMAXCONN, 4096 here.
+            start("python listen(SOMAXCONN)", python("somaxconn", ""), 4096),
+            start("python create_server", python("create_server", ""), 128),
+            start("python unix", python("unix", path.to_str().unwrap()), 5),
+        ];
+        let mut node = Command::new("node");
+        node.args(["-e", NODE_SERVE]);
+        servers.push(start("node", node, 511));
+
+        // survey --json: each with its backlog, pid and command, below the limit.
+        let out = run(&["survey", "--json"], false);
+        assert!(out.status.success(), "{out:?}");
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let listed = listed.as_array().unwrap();
+        let local_of = |s: &Server| {
+            if s.port == 0 {
+                path.display().to_string()
+            } else {
+                format!("127.0.0.1:{}", s.port)
+            }
+        };
+        for server in &servers {
+            let local = local_of(server);
+            let entry = listed
+                .iter()
+                .find(|e| e["local"] == local.as_str())
+                .unwrap_or_else(|| panic!("{} ({local}) not listed: {listed:?}", server.name));
+            assert_eq!(entry["backlog"], server.expected_backlog, "{}", server.name);
+            assert_eq!(entry["below_limit"], true, "{}", server.name);
+            assert_eq!(
+                entry["proto"],
+                if server.port == 0 { "unix" } else { "tcp" }
+            );
+            assert_eq!(entry["queued"], 0);
+            let processes = entry["processes"].as_array().unwrap();
+            let owner = processes
+                .iter()
+                .find(|p| p["pid"] == server.child.id())
+                .unwrap_or_else(|| panic!("{}: owner not found in {processes:?}", server.name));
+            let command = owner["command"].as_str().unwrap();
+            let expected = if server.name == "node" {
+                "node"
+            } else {
+                "python"
+            };
+            assert!(command.starts_with(expected), "{}: {command}", server.name);
+            assert!(owner["fd"].as_i64().unwrap() >= 3);
+        }
+
+        // The human table flags them, and --below-limit keeps them.
+        let out = run(&["survey", "--below-limit"], false);
+        let table = String::from_utf8(out.stdout).unwrap();
+        for server in &servers {
+            let line = table
+                .lines()
+                .find(|l| l.contains(&local_of(server)))
+                .unwrap_or_else(|| panic!("{} missing:\n{table}", server.name));
+            assert!(line.contains(" yes "), "{line}");
+        }
+
+        // --prometheus parses, one sample per listener and metric.
+        let out = run(&["survey", "--prometheus"], false);
+        let samples = parse_prometheus(&String::from_utf8(out.stdout).unwrap());
+        let backlogs = &samples["maxlisten_listener_backlog"];
+        for server in &servers {
+            let local = local_of(server);
+            let (labels, value) = backlogs
+                .iter()
+                .find(|(labels, _)| labels["local"] == local)
+                .unwrap_or_else(|| panic!("no backlog sample for {local}"));
+            assert_eq!(*value, f64::from(server.expected_backlog));
+            assert_eq!(
+                labels["proto"],
+                if server.port == 0 { "unix" } else { "tcp" }
+            );
+        }
+        assert!(samples.contains_key("maxlisten_listener_queued"));
+        assert!(samples.contains_key("maxlisten_listener_drops_total"));
+
+        // As nobody against root's servers: refused, naming the permission; nothing changes.
+        let node_server = &servers[3];
+        let node_entry = listed
+            .iter()
+            .find(|e| e["local"] == local_of(node_server).as_str())
+            .unwrap();
+        let fd = node_entry["processes"][0]["fd"].to_string();
+        let pid = node_server.child.id().to_string();
+        let out = run(&["raise", "--pid", &pid, "--fd", &fd], true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "raise as nobody succeeded: {out:?}");
+        assert!(stderr.contains("CAP_SYS_PTRACE"), "{stderr}");
+        assert!(stderr.contains(&format!("pid {pid} fd {fd}")), "{stderr}");
+        let out = run(&["raise", "--all-below-limit"], true);
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("root"), "{stderr}");
+        for server in &servers {
+            if server.port != 0 {
+                assert_eq!(ss_send_q(server.port), server.expected_backlog);
+            }
+        }
+        assert_eq!(ss_unix(path.to_str().unwrap()).1, 5);
+
+        // A dry run changes nothing either.
+        let out = run(&["raise", "--all-below-limit", "--dry-run"], false);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(ss_send_q(servers[0].port), 4096);
+
+        // As root: every one raised to the limit, live; ss agrees; each still serves.
+        let out = run(&["raise", "--all-below-limit"], false);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        for server in &servers {
+            assert!(
+                stdout.contains(&format!("{} → {LIMIT}", server.expected_backlog)),
+                "{}: {stdout}",
+                server.name
+            );
+            if server.port == 0 {
+                assert_eq!(ss_unix(path.to_str().unwrap()).1, LIMIT);
+            } else {
+                assert_eq!(ss_send_q(server.port), LIMIT, "{}", server.name);
+            }
+            answers(server, &path);
+        }
+        // Nothing is left below the limit (in this namespace, only these servers listen).
+        let out = run(&["survey", "--json", "--below-limit"], false);
+        let left: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
+        drop(servers);
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_input_gets_a_message_and_a_non_zero_exit() {
+    // No selector.
+    let out = run(&["raise"], false);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--all-below-limit"));
+    // A process that does not exist.
+    let out = run(&["raise", "--pid", "4000000", "--fd", "3"], false);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pid 4000000 fd 3"), "{stderr}");
+    // A descriptor that is not a listening socket: this test's own stdin/stdout/stderr or a
+    // file; listen is never called on it.
+    let file = std::fs::File::open("/proc/self/status").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file).to_string();
+    let pid = std::process::id().to_string();
+    let out = run(&["raise", "--pid", &pid, "--fd", &fd], false);
+    if common::is_root() {
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not a socket"), "{stderr}");
+    }
+    // Unknown flags are clap's usage error.
+    let out = run(&["survey", "--nope"], false);
+    assert_eq!(out.status.code(), Some(2));
+    // Every subcommand's help has an example.
+    for sub in ["survey", "raise", "report"] {
+        let out = run(&[sub, "--help"], false);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Examples:"),
+            "{sub}"
+        );
+    }
+}
