@@ -137,6 +137,19 @@ fn mode_is_set_without_a_wider_window() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Waits until connecting to `path` is refused. A listener closed here can live on for a moment
+/// in a child that another test thread is just starting (fork copies every descriptor until
+/// exec closes it).
+fn wait_refused(path: &std::path::Path) {
+    for _ in 0..200 {
+        match UnixStream::connect(path) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => return,
+            _ => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    panic!("{} still accepts connections", path.display());
+}
+
 #[test]
 fn remove_stale_removes_only_a_dead_socket() {
     let dir = temp_dir("unix-stale");
@@ -151,6 +164,7 @@ fn remove_stale_removes_only_a_dead_socket() {
     assert!(err.to_string().contains(&path_text), "{err}");
 
     // A dead socket is removed and the path bound.
+    wait_refused(&path);
     let live = ListenerBuilder::new()
         .remove_stale(true)
         .bind(&path)
@@ -189,6 +203,7 @@ fn remove_stale_removes_only_a_dead_socket() {
     assert!(sub.is_dir());
     let dead = dir.join("dead.sock");
     drop(UnixListener::bind(&dead).unwrap());
+    wait_refused(&dead);
     let link = dir.join("link.sock");
     std::os::unix::fs::symlink(&dead, &link).unwrap();
     assert!(ListenerBuilder::new()

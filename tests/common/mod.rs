@@ -52,19 +52,26 @@ pub fn somaxconn() -> u32 {
         .unwrap()
 }
 
-/// Send-Q of a listening socket on `port` as `ss -ltn` shows it in the namespace of the calling
-/// thread (`nsenter` into it, since a child process would otherwise see the main thread's).
-pub fn ss_send_q(port: u16) -> u32 {
+/// What `ss ARGS` prints in the network namespace of the calling thread (`nsenter` into it by
+/// the thread's own id, so that it does not depend on which thread spawns the process).
+fn ss(args: &[&str]) -> String {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::syscall(libc::SYS_gettid) };
     let ns = format!("/proc/{}/task/{}/ns/net", std::process::id(), tid);
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net={ns}"))
-        .args(["ss", "-ltnH", &format!("sport = :{port}")])
+        .arg("ss")
+        .args(args)
         .output()
         .expect("run nsenter ss");
     assert!(out.status.success(), "ss failed: {out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Send-Q of a listening socket on `port` as `ss -ltn` shows it in the calling thread's
+/// namespace.
+pub fn ss_send_q(port: u16) -> u32 {
+    let text = ss(&["-ltnH", &format!("sport = :{port}")]);
     let line = text
         .lines()
         .next()
@@ -176,16 +183,7 @@ pub fn fill_queue(addr: SocketAddr, attempts: usize) -> (Vec<Socket>, usize) {
 /// `(Recv-Q, Send-Q)` of the listening Unix socket `local` (a path, or `@name`) as `ss -xl`
 /// shows it in the calling thread's namespace.
 pub fn ss_unix(local: &str) -> (u32, u32) {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-    let ns = format!("/proc/{}/task/{}/ns/net", std::process::id(), tid);
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={ns}"))
-        .args(["ss", "-xlH"])
-        .output()
-        .expect("run nsenter ss");
-    assert!(out.status.success(), "ss failed: {out:?}");
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = ss(&["-xlH"]);
     // Netid State Recv-Q Send-Q Local Inode Peer Inode
     let line = text
         .lines()
