@@ -19,7 +19,7 @@ const MAX_FDS: u32 = 65536;
 
 /// One listening socket handed over by socket activation, adopted by [`inherited`].
 ///
-/// ```no_run
+/// ```
 /// for socket in maxlisten::inherited()? {
 ///     println!("{:?}: backlog {}", socket.name(), socket.backlog());
 ///     match socket.into_listener() {
@@ -95,7 +95,7 @@ impl Inherited {
     /// The descriptor's name from `LISTEN_FDNAMES` (systemd's `FileDescriptorName=`, or the
     /// socket unit's name), if the variable was set.
     ///
-    /// ```no_run
+    /// ```
     /// let web = maxlisten::inherited()?.into_iter().find(|s| s.name() == Some("web"));
     /// # Ok::<(), maxlisten::Error>(())
     /// ```
@@ -105,7 +105,7 @@ impl Inherited {
 
     /// The descriptor number it was handed over as (3 and up).
     ///
-    /// ```no_run
+    /// ```
     /// for socket in maxlisten::inherited()? {
     ///     assert!(socket.fd() >= 3);
     /// }
@@ -118,7 +118,7 @@ impl Inherited {
     /// The backlog after adoption: re-listened at the maximum by [`inherited`], as found by
     /// [`inherited_keep_backlog`].
     ///
-    /// ```no_run
+    /// ```
     /// for socket in maxlisten::inherited()? {
     ///     println!("{}", socket.backlog());
     /// }
@@ -130,7 +130,7 @@ impl Inherited {
 
     /// The listener, to serve with.
     ///
-    /// ```no_run
+    /// ```
     /// for socket in maxlisten::inherited()? {
     ///     if let Some(tcp) = socket.into_listener().into_tcp() {
     ///         tcp.accept()?;
@@ -144,7 +144,7 @@ impl Inherited {
 
     /// The listener, borrowed.
     ///
-    /// ```no_run
+    /// ```
     /// for socket in maxlisten::inherited()? {
     ///     let stats = maxlisten::queue_stats(socket.listener())?;
     /// }
@@ -191,7 +191,7 @@ impl Inherited {
 ///
 /// On an error nothing was adopted, changed or removed, and the descriptors stay open.
 ///
-/// ```no_run
+/// ```
 /// // Under `systemd-socket-activate -l 127.0.0.1:8080 ./server`:
 /// let sockets = maxlisten::inherited()?;
 /// for socket in &sockets {
@@ -210,7 +210,7 @@ pub fn inherited() -> Result<Vec<Inherited>, Error> {
 ///
 /// As [`inherited`].
 ///
-/// ```no_run
+/// ```
 /// for socket in maxlisten::inherited_keep_backlog()? {
 ///     println!("handed over with backlog {}", socket.backlog());
 /// }

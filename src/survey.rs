@@ -34,6 +34,10 @@ use crate::sys::sock_diag::{self, DiagListener};
 use crate::{control, sys, Address, Backlog, Error};
 
 /// The protocol of a listener.
+///
+/// ```
+/// assert_eq!(maxlisten::survey::Proto::Unix.to_string(), "unix");
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -53,6 +57,17 @@ impl fmt::Display for Proto {
 }
 
 /// A process that holds a listening socket, and the descriptor it holds it as.
+///
+/// ```
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let port = listener.local_addr()?.port();
+/// let found = maxlisten::survey::listeners()?;
+/// let mine = found.iter().find(|l| l.local.as_socket_addr().map(|a| a.port()) == Some(port)).unwrap();
+/// // Found through /proc: this process, and the descriptor it holds the socket as.
+/// let owner = mine.processes.iter().find(|o| o.pid == std::process::id()).unwrap();
+/// assert_eq!(owner.fd, std::os::fd::AsRawFd::as_raw_fd(&listener));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
     /// The process id.
@@ -64,6 +79,15 @@ pub struct Owner {
 }
 
 /// One listening socket of the namespace, as the kernel reports it.
+///
+/// ```
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // std: 128
+/// let addr = maxlisten::Address::Inet(listener.local_addr()?);
+/// let info = maxlisten::survey::listeners()?.into_iter().find(|l| l.local == addr).unwrap();
+/// assert_eq!(info.backlog, maxlisten::system_limit().unwrap().min(128));
+/// assert_eq!(info.below_limit, maxlisten::system_limit().unwrap() > 128);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct ListenerInfo {
@@ -87,6 +111,12 @@ pub struct ListenerInfo {
 }
 
 /// What [`survey`] found.
+///
+/// ```
+/// let survey = maxlisten::survey::survey()?;
+/// assert_eq!(survey.limit, maxlisten::system_limit());
+/// # Ok::<(), maxlisten::Error>(())
+/// ```
 #[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct Survey {
@@ -235,11 +265,19 @@ fn owners() -> (HashMap<u64, Vec<Owner>>, usize) {
 /// - `EBADF`: it has no such descriptor;
 /// - `InvalidInput`: the descriptor is not a socket, or not a listening one.
 ///
-/// ```no_run
-/// // Raise descriptor 3 of process 1234 to the system limit.
-/// let backlog = maxlisten::survey::relisten(1234, 3, u32::MAX)?;
-/// println!("now {backlog}");
-/// # Ok::<(), maxlisten::Error>(())
+/// ```
+/// use std::os::fd::AsRawFd;
+///
+/// // A listener of this very process, made with std's 128; any process works the same way
+/// // given the permission.
+/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let backlog = maxlisten::survey::relisten(std::process::id(), listener.as_raw_fd(), u32::MAX)?;
+/// assert_eq!(backlog.applied(), maxlisten::system_limit());
+/// // Not a socket: refused, naming the pid and fd; listen was not called.
+/// let file = std::fs::File::open("/proc/self/status")?;
+/// let err = maxlisten::survey::relisten(std::process::id(), file.as_raw_fd(), 5).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn relisten(pid: u32, fd: RawFd, backlog: u32) -> Result<Backlog, Error> {
     let foreign = |step: &'static str, source: io::Error| Error::Foreign {
