@@ -198,3 +198,95 @@ fn child_multi_address_name() {
     );
     println!("child done");
 }
+
+/// `ListenerBuilder::bind_tokio` and `maxlisten::tokio::bind` resolve a name on tokio's
+/// blocking pool, never on the runtime's thread: in a namespace whose only DNS server (on
+/// loopback) never answers, a lookup takes about a second, and a single-threaded runtime keeps
+/// running its other tasks all along. The same lookup done the blocking way, on that thread,
+/// freezes them: the test shows it can tell the two apart.
+#[cfg(feature = "tokio")]
+#[test]
+fn name_resolution_never_blocks_the_runtime_thread() {
+    if !require_root("name_resolution_never_blocks_the_runtime_thread") {
+        return;
+    }
+    let resolv = std::env::temp_dir().join(format!("maxlisten-resolv-{}", std::process::id()));
+    std::fs::write(
+        &resolv,
+        "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+    )
+    .unwrap();
+    let wrapper = format!(
+        "exec unshare -n -m sh -c 'ip link set lo up && mount --bind {} /etc/resolv.conf && exec \"$@\"' sh \"$@\"",
+        resolv.display()
+    );
+    run_child("child_resolution_off_thread", Some(&wrapper));
+    std::fs::remove_file(resolv).unwrap();
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+#[ignore = "the body of a child process, run by the test above"]
+fn child_resolution_off_thread() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    if !is_child("child_resolution_off_thread") {
+        return;
+    }
+    // The DNS server: takes queries, answers none.
+    let _blackhole = std::net::UdpSocket::bind("127.0.0.1:53").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Ticks of a task on the runtime's only thread while `lookup` runs, and how long it ran.
+    let ticks_during = |lookup: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>| {
+        rt.block_on(async {
+            let ticks = Arc::new(AtomicU32::new(0));
+            let counter = Arc::clone(&ticks);
+            let ticker = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            tokio::task::yield_now().await;
+            let start = Instant::now();
+            lookup.await;
+            let took = start.elapsed();
+            ticker.abort();
+            (ticks.load(Ordering::SeqCst), took)
+        })
+    };
+    let name = "slow.maxlisten.test:0";
+    let (ours, took) = ticks_during(Box::pin(async move {
+        let err = maxlisten::ListenerBuilder::new()
+            .bind_tokio(name)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Resolve { .. }), "{err:?}");
+        let err = maxlisten::tokio::bind(name).await.unwrap_err();
+        assert!(err.to_string().contains("resolve"), "{err}");
+    }));
+    assert!(
+        took >= Duration::from_millis(500),
+        "the lookup was not slow: {took:?}"
+    );
+    // About one tick per 20 ms while the lookups ran.
+    assert!(
+        u128::from(ours) * 20 * 2 >= took.as_millis(),
+        "the runtime thread was blocked: {ours} ticks in {took:?}"
+    );
+    // Control: the blocking way, on the runtime's thread.
+    let (blocked, took) = ticks_during(Box::pin(async move {
+        let _ = std::net::ToSocketAddrs::to_socket_addrs(name);
+    }));
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(
+        blocked <= 1,
+        "a blocking lookup let {blocked} ticks through"
+    );
+    println!("child done: {ours} ticks while resolving off the thread, {blocked} while blocking");
+}
