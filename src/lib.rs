@@ -123,6 +123,12 @@
 //! | `queue_stats` where the platform cannot read the queue | [`Error::Query`] | `Unsupported` |
 //! | [`tokio::bind`], `bind_tokio`, `into_tokio` outside a tokio runtime | [`Error::Register`] (tokio would panic) | `Other` |
 //! | the same in a tokio runtime without the IO driver | a panic, as tokio's own `bind` | - |
+//! | Unix socket path that exists | [`Error::Bind`] naming the path | `AddrInUse` |
+//! | `remove_stale` on a live listener, a regular file, a directory, a link | [`Error::Bind`], saying why it was kept; nothing removed | `AddrInUse` |
+//! | Unix `mode` with bits beyond `0o777` | [`Error::SetOption`] `mode`, before any file | `InvalidInput` |
+//! | `LISTEN_FDS`/`LISTEN_PID` that is not a number, names that do not match the count | [`Error::Environment`] naming the variable; nothing adopted | `InvalidInput` |
+//! | an inherited descriptor that is closed, not a socket, or does not listen | [`Error::Inherited`] naming the fd; nothing adopted | `EBADF` / `ENOTSOCK` / `InvalidInput` |
+//! | `survey::relisten` without ptrace permission, on a gone process, a missing fd | [`Error::Foreign`] naming pid, fd and what is missing | `PermissionDenied` / `NotFound` / `EBADF` |
 //!
 //! # Security
 //!
