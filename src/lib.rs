@@ -128,7 +128,7 @@
 //! | Unix `mode` with bits beyond `0o777` | [`Error::SetOption`] `mode`, before any file | `InvalidInput` |
 //! | `LISTEN_FDS`/`LISTEN_PID` that is not a number, names that do not match the count | [`Error::Environment`] naming the variable; nothing adopted | `InvalidInput` |
 //! | an inherited descriptor that is closed, not a socket, or does not listen | [`Error::Inherited`] naming the fd; nothing adopted | `EBADF` / `ENOTSOCK` / `InvalidInput` |
-//! | `survey::relisten` without ptrace permission, on a gone process, a missing fd | [`Error::Foreign`] naming pid, fd and what is missing | `PermissionDenied` / `NotFound` / `EBADF` |
+//! | `survey::relisten` without ptrace permission, on a gone process, a missing fd | [`Error::Foreign`] naming pid, fd and what is missing | `PermissionDenied` / `ESRCH` / `EBADF` |
 //!
 //! # Security
 //!

@@ -261,7 +261,7 @@ fn owners() -> (HashMap<u64, Vec<Owner>>, usize) {
 /// - `PermissionDenied` (`EPERM`): no ptrace permission over the process (`CAP_SYS_PTRACE`,
 ///   or the same user where `kernel.yama.ptrace_scope` allows it);
 /// - `Unsupported` (`ENOSYS`): a kernel older than 5.6;
-/// - `NotFound` (`ESRCH`): the process is gone;
+/// - `ESRCH`: the process is gone;
 /// - `EBADF`: it has no such descriptor;
 /// - `InvalidInput`: the descriptor is not a socket, or not a listening one.
 ///
