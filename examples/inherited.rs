@@ -13,12 +13,20 @@
 //! `systemfd --no-pid -s http::8080 -- cargo run --example inherited` (systemfd listens with a
 //! backlog of 1: this is where the re-listen matters most).
 
-use std::io::Write;
 use std::process::ExitCode;
 
-use maxlisten::InheritedListener;
-
+/// Socket activation is a Unix protocol.
+#[cfg(not(unix))]
 fn main() -> ExitCode {
+    eprintln!("inherited: socket activation (LISTEN_FDS) exists on Unix only");
+    ExitCode::FAILURE
+}
+
+#[cfg(unix)]
+fn main() -> ExitCode {
+    use maxlisten::InheritedListener;
+    use std::io::Write;
+
     let once = std::env::args().nth(1).as_deref() == Some("--once");
     let sockets = match maxlisten::inherited() {
         Ok(sockets) => sockets,
