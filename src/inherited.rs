@@ -189,7 +189,10 @@ impl Inherited {
 ///   a stream socket of TCP or Unix, or does not listen (`InvalidInput`); or it could not be
 ///   made close-on-exec or re-listened.
 ///
-/// On an error nothing was adopted, changed or removed, and the descriptors stay open.
+/// Every descriptor is checked before any is changed: on an error from the environment or a
+/// check, nothing was adopted, changed or removed, and the descriptors stay open. (Making a
+/// checked listening socket close-on-exec or re-listening it does not fail in practice; if
+/// it did, the sockets before it would already be changed.)
 ///
 /// ```
 /// // Under `systemd-socket-activate -l 127.0.0.1:8080 ./server`:

@@ -477,10 +477,18 @@ mod linux {
                 .filter(|o| selection.fd.is_none_or(|fd| o.fd == fd));
             let Some(owner) = owner else {
                 failed += 1;
-                eprintln!(
-                    "{what}: no process holding it could be read: needs root (or CAP_SYS_PTRACE \
-                     and CAP_DAC_READ_SEARCH) to find and reach its owner"
-                );
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    eprintln!(
+                        "{what}: no process of this PID namespace holds it (is its owner in \
+                         another container?); run maxlisten there"
+                    );
+                } else {
+                    eprintln!(
+                        "{what}: no process holding it could be read: needs root (or \
+                         CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH) to find and reach its owner"
+                    );
+                }
                 continue;
             };
             let who = format!("{}/{} fd {}", owner.pid, owner.command, owner.fd);
