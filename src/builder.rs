@@ -4,7 +4,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use socket2::{Domain, Socket, TcpKeepalive, Type};
+use socket2::{Domain, Socket, TcpKeepalive};
 
 use crate::sys::{self, PlatformOption};
 use crate::{Error, Listener, DEFAULT_BACKLOG};
@@ -142,8 +142,9 @@ impl ListenerBuilder {
         self
     }
 
-    /// Put the listener in non-blocking mode (`O_NONBLOCK`, `FIONBIO` on Windows): `accept`
-    /// returns `WouldBlock` instead of waiting. Default off, as std.
+    /// Put the listener in non-blocking mode (`SOCK_NONBLOCK` in the `socket` call on Linux and
+    /// the BSDs, else `O_NONBLOCK` right after it, `FIONBIO` on Windows): `accept` returns
+    /// `WouldBlock` instead of waiting. Default off, as std.
     /// [`Listener::into_tokio`] sets it itself.
     ///
     /// ```
@@ -349,8 +350,8 @@ impl ListenerBuilder {
     /// literal address at once, a host name on tokio's blocking pool, never on the runtime's
     /// thread) and returns a [`tokio::net::TcpListener`]. Requires the `tokio` feature.
     ///
-    /// The socket is made non-blocking before `bind` (as tokio's own sockets are) and
-    /// registered with the current runtime.
+    /// The socket is made non-blocking by the `socket` call itself where the kernel allows (as
+    /// tokio's own sockets are) and registered with the current runtime.
     ///
     /// # Errors
     ///
@@ -446,13 +447,14 @@ impl ListenerBuilder {
             return invalid(ttl_option, format!("TTL must be 1 to 255, not {ttl}"));
         }
 
+        // Non-blocking in the socket call itself where the kernel allows (SOCK_NONBLOCK).
+        let nonblocking = nonblocking || self.nonblocking == Some(true);
+        let (kind, nonblocking_done) = sys::stream_type(nonblocking);
         // Closed on drop, so an error below leaks nothing.
         let socket =
-            Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|source| {
-                Error::Socket {
-                    addr: addr.into(),
-                    source,
-                }
+            Socket::new(Domain::for_address(addr), kind, None).map_err(|source| Error::Socket {
+                addr: addr.into(),
+                source,
             })?;
         if self.reuse_address.unwrap_or(cfg!(unix)) {
             socket
@@ -521,7 +523,7 @@ impl ListenerBuilder {
         if let Some(queue) = self.tcp_fastopen {
             platform(PlatformOption::FastOpen(queue))?;
         }
-        if nonblocking || self.nonblocking == Some(true) {
+        if nonblocking && !nonblocking_done {
             socket.set_nonblocking(true).map_err(option("O_NONBLOCK"))?;
         }
         socket.bind(&addr.into()).map_err(|source| Error::Bind {

@@ -35,7 +35,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{Incoming, SocketAddr, UnixListener, UnixStream};
 use std::path::Path;
 
-use socket2::{Domain, SockAddr, SockRef, Socket, Type};
+use socket2::{Domain, SockAddr, SockRef, Socket};
 
 use crate::{control, sys, Address, Backlog, Error, QueueStats, DEFAULT_BACKLOG};
 
@@ -270,12 +270,12 @@ impl ListenerBuilder {
     }
 
     fn socket(&self, addr: &Address) -> Result<Socket, Error> {
-        let socket =
-            Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|source| Error::Socket {
-                addr: addr.clone(),
-                source,
-            })?;
-        if self.nonblocking {
+        let (kind, nonblocking_done) = sys::stream_type(self.nonblocking);
+        let socket = Socket::new(Domain::UNIX, kind, None).map_err(|source| Error::Socket {
+            addr: addr.clone(),
+            source,
+        })?;
+        if self.nonblocking && !nonblocking_done {
             socket
                 .set_nonblocking(true)
                 .map_err(|source| Error::SetOption {

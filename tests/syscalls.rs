@@ -22,6 +22,25 @@ fn child() {
         "std" => drop(std::net::TcpListener::bind(addr).unwrap()),
         "maxlisten" => drop(maxlisten::bind(addr).unwrap()),
         "builder" => drop(maxlisten::ListenerBuilder::new().bind(addr).unwrap()),
+        #[cfg(feature = "tokio")]
+        "tokio" | "maxlisten-tokio" | "bind_tokio" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            println!("--- marker ---"); // after the runtime's own set-up
+            let listener = rt.block_on(async {
+                match what.as_str() {
+                    "tokio" => tokio::net::TcpListener::bind(addr).await,
+                    "maxlisten-tokio" => maxlisten::tokio::bind(addr).await,
+                    _ => Ok(maxlisten::ListenerBuilder::new()
+                        .bind_tokio(addr)
+                        .await
+                        .unwrap()),
+                }
+            });
+            drop(listener.unwrap());
+        }
         "backlog" | "queue_stats" | "set_backlog" | "refresh_backlog" => {
             let mut listener = maxlisten::ListenerBuilder::new().bind(addr).unwrap();
             println!("--- marker ---"); // a write(2) between the bind and the reading
@@ -52,7 +71,7 @@ fn trace(what: &str) -> Option<Vec<String>> {
             "-f",
             "-qq",
             "-e",
-            "trace=%network,write,ioctl",
+            "trace=%network,write,ioctl,fcntl",
             "-e",
             "signal=none",
         ])
@@ -93,8 +112,12 @@ fn trace(what: &str) -> Option<Vec<String>> {
                 "bind(",
                 "listen(",
                 "ioctl(",
+                // The file-status flags (non-blocking mode); not F_GETFD, which std's exit uses.
+                "fcntl(#, F_GETFL",
+                "fcntl(#, F_SETFL",
             ];
-            network.iter().any(|p| l.starts_with(p)) || l.contains("--- marker ---")
+            let masked = l.replace(|c: char| c.is_ascii_digit(), "#");
+            network.iter().any(|p| masked.starts_with(p)) || l.contains("--- marker ---")
         })
         // Mask descriptors, ports and results.
         .map(|l| {
@@ -126,6 +149,68 @@ fn maxlisten_bind_makes_the_same_calls_as_std_but_the_backlog() {
         }
     }
     assert_eq!(ours, builder);
+}
+
+/// `maxlisten::tokio::bind` (and `bind_tokio`) make tokio's calls: the socket is non-blocking
+/// from the `socket` call on, with no `fcntl` after it; only the backlog differs.
+#[cfg(feature = "tokio")]
+#[test]
+fn tokio_dropin_makes_the_same_calls_as_tokio_but_the_backlog() {
+    let after_marker = |calls: Vec<String>| -> Vec<String> {
+        let at = calls
+            .iter()
+            .position(|l| l.contains("--- marker ---"))
+            .expect("marker");
+        calls[at + 1..].to_vec()
+    };
+    let Some(theirs) = trace("tokio") else { return };
+    let theirs = after_marker(theirs);
+    let ours = after_marker(trace("maxlisten-tokio").unwrap());
+    let built = after_marker(trace("bind_tokio").unwrap());
+    eprintln!("tokio:     {theirs:#?}\nmaxlisten: {ours:#?}");
+    assert!(
+        theirs
+            .iter()
+            .any(|l| l.starts_with("socket(") && l.contains("SOCK_NONBLOCK")),
+        "{theirs:?}"
+    );
+    // No O_NONBLOCK set after the socket call. tokio's `from_std` reads the flags once in debug
+    // builds (its check that the socket is non-blocking): that one F_GETFL is tokio's.
+    assert!(
+        !ours.iter().any(|l| l.starts_with("fcntl(#, F_SETFL")),
+        "{ours:?}"
+    );
+    let getfl = |calls: &[String]| {
+        calls
+            .iter()
+            .filter(|l| l.starts_with("fcntl(#, F_GETFL"))
+            .count()
+    };
+    assert!(
+        getfl(&ours) <= usize::from(cfg!(debug_assertions)),
+        "{ours:?}"
+    );
+    let drop_getfl = |calls: Vec<String>| -> Vec<String> {
+        calls
+            .into_iter()
+            .filter(|l| !l.starts_with("fcntl(#, F_GETFL"))
+            .collect()
+    };
+    let (theirs, ours, built) = (drop_getfl(theirs), drop_getfl(ours), drop_getfl(built));
+    assert_eq!(
+        theirs.len(),
+        ours.len(),
+        "tokio {theirs:?}\nmaxlisten {ours:?}"
+    );
+    for (a, b) in theirs.iter().zip(&ours) {
+        if a.starts_with("listen(") {
+            assert_eq!(a, "listen(#, ###)"); // 128
+            assert_eq!(b, "listen(#, ##########)"); // 2147483647
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    assert_eq!(ours, built);
 }
 
 #[test]

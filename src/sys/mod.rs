@@ -130,6 +130,28 @@ impl PlatformOption<'_> {
     }
 }
 
+/// The socket type for a stream socket, and whether non-blocking mode is already in it.
+///
+/// Where the kernel takes `SOCK_NONBLOCK` in `socket(2)`, a non-blocking socket is made so in
+/// one call, as tokio's own sockets are; elsewhere the caller sets `O_NONBLOCK` (`FIONBIO` on
+/// Windows) afterwards.
+pub(crate) fn stream_type(nonblocking: bool) -> (socket2::Type, bool) {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly",
+        target_os = "illumos"
+    ))]
+    if nonblocking {
+        return (socket2::Type::STREAM.nonblocking(), true);
+    }
+    let _ = nonblocking;
+    (socket2::Type::STREAM, false)
+}
+
 /// The largest value `listen(2)` takes: its argument is a C `int`.
 pub(crate) fn cap_to_int(requested: u32) -> libc::c_int {
     libc::c_int::try_from(requested).unwrap_or(libc::c_int::MAX)
