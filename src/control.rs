@@ -53,6 +53,8 @@ pub fn system_limit_name() -> &'static str {
 /// On Windows the call succeeds but changes nothing, and the report says `Unknown`.
 ///
 /// The value passed is capped as in [`ListenerBuilder::backlog`](crate::ListenerBuilder::backlog).
+/// `listener` is anything that lends its socket ([`AsSocket`](crate::AsSocket): `AsFd` on
+/// Unix, `AsSocket` on Windows).
 ///
 /// # Errors
 ///
@@ -68,50 +70,33 @@ pub fn system_limit_name() -> &'static str {
 /// assert_eq!(backlog.applied(), maxlisten::system_limit());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[cfg(unix)]
-pub fn set_backlog<S: std::os::fd::AsFd>(listener: &S, backlog: u32) -> Result<Backlog, Error> {
+pub fn set_backlog<S: crate::AsSocket>(listener: &S, backlog: u32) -> Result<Backlog, Error> {
     set_backlog_on(&SockRef::from(listener), backlog)
 }
 
-/// Calls `listen` again on a listening socket. See the Unix documentation: on Windows the call
-/// succeeds without changing the backlog, and the report says `Unknown`.
-///
-/// # Errors
-///
-/// [`Error::NotListening`], [`Error::Query`] or [`Error::Listen`], as on Unix.
-///
-/// ```
-/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// maxlisten::set_backlog(&listener, u32::MAX)?;
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[cfg(windows)]
-pub fn set_backlog<S: std::os::windows::io::AsSocket>(
-    listener: &S,
-    backlog: u32,
-) -> Result<Backlog, Error> {
-    set_backlog_on(&SockRef::from(listener), backlog)
-}
-
-/// Reads how many connections wait for `accept()` on any listening TCP socket, and its
-/// applied backlog.
+/// Reads how many connections wait for `accept()` on any listening socket, its applied
+/// backlog, and (Linux) the SYNs dropped on it; see [`QueueStats`].
 ///
 /// | OS | source | system calls |
 /// |---|---|---|
-/// | Linux, Android | `TCP_INFO`: `tcpi_unacked`, `tcpi_sacked` | 1 |
+/// | Linux, Android | TCP: `TCP_INFO` (`tcpi_unacked`, `tcpi_sacked`) and `SO_MEMINFO`; Unix: `SO_ACCEPTCONN` and `sock_diag` | 2 |
 /// | FreeBSD | `SO_LISTENQLEN`, `SO_LISTENQLIMIT` | 3 |
 /// | macOS, iOS | `proc_pidfdinfo`: `soi_qlen`, `soi_qlimit` | 2 |
 /// | Windows, OpenBSD, NetBSD, others | [`Error::Query`] of kind `Unsupported` | 0 |
 ///
 /// # Errors
 ///
-/// - [`Error::NotListening`] for a TCP socket that does not listen.
-/// - [`Error::Query`] if the reading fails: kind `Unsupported` for a socket that is not TCP
-///   (a Unix socket) on Linux, and on platforms that cannot read the queue.
+/// - [`Error::NotListening`] for a socket that does not listen.
+/// - [`Error::Query`] if the reading fails, of kind `Unsupported` on platforms that cannot
+///   read the queue.
 ///
 /// ```
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // std passes 128
 /// let _client = std::net::TcpStream::connect(listener.local_addr()?)?;
+/// match maxlisten::queue_stats(&listener) {
+///     Ok(stats) => println!("{} of {} queued", stats.queued, stats.backlog),
+///     Err(err) => println!("not readable here: {err}"),
+/// }
 /// # #[cfg(target_os = "linux")]
 /// # {
 /// let stats = maxlisten::queue_stats(&listener)?;
@@ -120,25 +105,7 @@ pub fn set_backlog<S: std::os::windows::io::AsSocket>(
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[cfg(unix)]
-pub fn queue_stats<S: std::os::fd::AsFd>(listener: &S) -> Result<QueueStats, Error> {
-    queue_stats_on(&SockRef::from(listener))
-}
-
-/// Reads the accept queue. Windows has no such reading: this always returns
-/// [`Error::Query`] of kind `Unsupported` (or [`Error::NotListening`]).
-///
-/// # Errors
-///
-/// As described: Windows cannot read the queue.
-///
-/// ```
-/// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// assert!(maxlisten::queue_stats(&listener).is_err());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[cfg(windows)]
-pub fn queue_stats<S: std::os::windows::io::AsSocket>(listener: &S) -> Result<QueueStats, Error> {
+pub fn queue_stats<S: crate::AsSocket>(listener: &S) -> Result<QueueStats, Error> {
     queue_stats_on(&SockRef::from(listener))
 }
 

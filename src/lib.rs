@@ -189,6 +189,7 @@ pub use error::Error;
 pub use inherited::{inherited, inherited_keep_backlog, Inherited, InheritedListener};
 pub use listener::Listener;
 pub use queue::QueueStats;
+pub use sys::AsSocket;
 
 /// The README's examples, compiled and run as doctests (they use the `tokio` feature and Unix
 /// sockets).

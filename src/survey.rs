@@ -24,13 +24,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use socket2::SockRef;
 
 use crate::sys::sock_diag::{self, DiagListener};
+use crate::sys::{pidfd, proc};
 use crate::{control, sys, Address, Backlog, Error};
 
 /// The protocol of a listener.
@@ -197,49 +197,18 @@ pub fn listeners() -> Result<Vec<ListenerInfo>, Error> {
 fn owners() -> (HashMap<u64, Vec<Owner>>, usize) {
     let mut owners: HashMap<u64, Vec<Owner>> = HashMap::new();
     let mut unreadable = 0;
-    let Ok(procs) = fs::read_dir("/proc") else {
-        return (owners, 0);
-    };
-    for entry in procs.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let fds = match fs::read_dir(entry.path().join("fd")) {
-            Ok(fds) => fds,
-            // Gone since the listing: not an owner of anything.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(_) => {
+    for pid in proc::pids().unwrap_or_default() {
+        let fds = match proc::socket_fds(pid) {
+            proc::SocketFds::Found(fds) => fds,
+            proc::SocketFds::Gone => continue,
+            proc::SocketFds::Unreadable(_) => {
                 unreadable += 1;
                 continue;
             }
         };
         let mut command = None;
-        for fd in fds.flatten() {
-            let Ok(target) = fs::read_link(fd.path()) else {
-                continue;
-            };
-            let Some(inode) = target
-                .to_str()
-                .and_then(|t| t.strip_prefix("socket:["))
-                .and_then(|t| t.strip_suffix(']'))
-                .and_then(|t| t.parse::<u64>().ok())
-            else {
-                continue;
-            };
-            let Some(fd) = fd.file_name().to_str().and_then(|n| n.parse().ok()) else {
-                continue;
-            };
-            let command = command
-                .get_or_insert_with(|| {
-                    fs::read_to_string(entry.path().join("comm"))
-                        .map(|c| c.trim_end().to_owned())
-                        .unwrap_or_default()
-                })
-                .clone();
+        for (fd, inode) in fds {
+            let command = command.get_or_insert_with(|| proc::command(pid)).clone();
             owners
                 .entry(inode)
                 .or_default()
@@ -286,8 +255,8 @@ pub fn relisten(pid: u32, fd: RawFd, backlog: u32) -> Result<Backlog, Error> {
         step,
         source,
     };
-    let pidfd = pidfd_open(pid).map_err(|e| foreign("pidfd_open", e))?;
-    let socket = pidfd_getfd(&pidfd, fd).map_err(|e| foreign("pidfd_getfd", e))?;
+    let pidfd = pidfd::open(pid).map_err(|e| foreign("pidfd_open", e))?;
+    let socket = pidfd::getfd(&pidfd, fd).map_err(|e| foreign("pidfd_getfd", e))?;
     drop(pidfd);
     let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_owned());
     sys::check_open_socket(std::os::fd::AsRawFd::as_raw_fd(&socket)).map_err(|e| {
@@ -308,29 +277,4 @@ pub fn relisten(pid: u32, fd: RawFd, backlog: u32) -> Result<Backlog, Error> {
         Error::Listen { source, .. } => foreign("listen", source),
         other => other,
     })
-}
-
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
-    // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    owned(fd)
-}
-
-fn pidfd_getfd(pidfd: &OwnedFd, fd: RawFd) -> io::Result<OwnedFd> {
-    let raw = std::os::fd::AsRawFd::as_raw_fd(pidfd);
-    // SAFETY: pidfd_getfd takes a pidfd this process owns, a descriptor number of the target
-    // and flags; it returns a new descriptor (close-on-exec) or -1.
-    let new = unsafe { libc::syscall(libc::SYS_pidfd_getfd, raw, fd, 0) };
-    owned(new)
-}
-
-/// A descriptor a system call just returned, or its error.
-fn owned(fd: libc::c_long) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    // SAFETY: the kernel just made `fd` for this process, and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -14,6 +14,13 @@
 use std::io;
 use std::time::Duration;
 
+/// What lends a socket on this OS: [`AsFd`](std::os::fd::AsFd) on Unix.
+#[cfg(unix)]
+pub use std::os::fd::AsFd as AsSocket;
+/// What lends a socket on this OS: [`AsSocket`](std::os::windows::io::AsSocket) on Windows.
+#[cfg(windows)]
+pub use std::os::windows::io::AsSocket;
+
 /// A reading that failed: what was read, and the OS error.
 #[derive(Debug)]
 pub(crate) struct Failed {
@@ -24,9 +31,6 @@ pub(crate) struct Failed {
 #[cfg(unix)]
 mod unix;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) mod sock_diag;
-
 #[cfg(not(any(
     target_os = "linux",
     target_os = "android",
@@ -36,7 +40,7 @@ pub(crate) mod sock_diag;
 mod unknown;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-#[path = "linux.rs"]
+#[path = "linux/mod.rs"]
 mod os;
 
 #[cfg(target_os = "freebsd")]
@@ -79,7 +83,7 @@ pub(crate) use os::listen_note;
 pub(crate) use unix::{check_open_socket, set_cloexec, set_unix_mode_before_bind};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use os::own_pidfd_id;
+pub(crate) use os::{own_pidfd_id, pidfd, proc, sock_diag};
 
 /// No pidfds here: `LISTEN_PIDFDID` cannot be checked, and `LISTEN_PID` alone decides.
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]

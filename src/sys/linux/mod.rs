@@ -8,6 +8,8 @@
 //!   `SO_MEMINFO` (`SK_MEMINFO_DROPS`, Linux 4.12+) counts the SYNs dropped on the listener.
 //! - A Unix listener has neither: its backlog and queue come from `sock_diag` (see
 //!   `sock_diag.rs`), asked by the socket's inode.
+//! - `pidfd.rs`: another process's descriptors (`pidfd_open`, `pidfd_getfd`); `proc.rs`: what
+//!   `/proc` says about processes (their socket descriptors, command names).
 
 use std::io;
 use std::mem;
@@ -17,6 +19,10 @@ use std::sync::OnceLock;
 use libc::c_int;
 use socket2::Socket;
 
+pub(crate) mod pidfd;
+pub(crate) mod proc;
+pub(crate) mod sock_diag;
+
 use super::unix::{check_listening, inode, setsockopt_int};
 pub(crate) use super::unix::{is_listening, set_reuse_port};
 use super::{Failed, PlatformOption};
@@ -25,8 +31,9 @@ use crate::{Backlog, BacklogSource, QueueStats};
 /// The sysctl that caps the backlog.
 pub(crate) const LIMIT_NAME: &str = "net.core.somaxconn";
 
-/// The value `tcpi_state` has for a listening socket (`TCP_LISTEN` in the kernel).
-const TCP_LISTEN: u8 = 10;
+/// The state number of a listening socket (`TCP_LISTEN` in the kernel), as `tcpi_state` of
+/// `TCP_INFO` and the state field of `sock_diag` answers give it.
+pub(crate) const TCP_LISTEN: u8 = 10;
 
 /// The first 32 bytes of the kernel's `struct tcp_info`, all this crate reads.
 #[repr(C)]
@@ -143,7 +150,7 @@ fn not_tcp(err: &io::Error) -> bool {
 
 /// (queued, backlog) of a listening Unix socket, from `sock_diag` by its inode.
 fn unix_reading(socket: &Socket) -> io::Result<Option<(u32, u32)>> {
-    super::sock_diag::unix_listener(inode(socket)?)
+    sock_diag::unix_listener(inode(socket)?)
 }
 
 /// Queued connections and the applied backlog: one `TCP_INFO`, and `SO_MEMINFO` for the drops,
@@ -217,11 +224,7 @@ fn drops(socket: &Socket) -> Option<u32> {
 /// The inode of a pidfd of this process, which systemd passes as `LISTEN_PIDFDID`; `None`
 /// where pidfds do not exist (Linux before 5.3) or cannot be opened.
 pub(crate) fn own_pidfd_id() -> Option<u64> {
-    // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
-    let fd = c_int::try_from(fd).ok().filter(|fd| *fd >= 0)?;
-    // SAFETY: `fd` was just opened by pidfd_open and is owned here alone.
-    let pidfd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let pidfd = pidfd::open(std::process::id()).ok()?;
     let meta = std::fs::File::from(pidfd).metadata().ok()?;
     Some(std::os::unix::fs::MetadataExt::ino(&meta))
 }

@@ -24,6 +24,7 @@ use netlink_packet_sock_diag::unix::{self, ShowFlags, UnixRequest};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 
+use super::TCP_LISTEN;
 use crate::Address;
 
 /// One listening socket as `sock_diag` reports it.
@@ -40,9 +41,6 @@ pub(crate) struct DiagListener {
     /// SYNs and ACKs dropped because the queue was full (TCP only).
     pub(crate) drops: Option<u32>,
 }
-
-/// `TCP_LISTEN` in the kernel's state numbering.
-const TCP_LISTEN: u8 = 10;
 
 /// Sends one request and collects every answer until the end of the dump (or the one answer).
 fn exchange(request: SockDiagMessage, dump: bool) -> io::Result<Vec<SockDiagMessage>> {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[allow(dead_code)] // its own main is the example's
-#[path = "../../examples/report.rs"]
+#[path = "../../../examples/report.rs"]
 mod report;
 
 /// See and fix the accept backlog of every listener on this host.
