@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
+mod exporter;
+#[cfg(any(target_os = "linux", target_os = "android"))]
 mod filters;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod raise;
@@ -40,6 +42,9 @@ enum Command {
     /// below the limit.
     #[command(after_help = report::EXAMPLES)]
     Report(report::Args),
+    /// Serve the survey to Prometheus: GET /metrics, collected at each scrape (Linux).
+    #[command(after_help = exporter::EXAMPLES)]
+    Exporter(exporter::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +52,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Survey(args) => survey::run(args),
         Command::Raise(args) => raise::run(args),
+        Command::Exporter(args) => exporter::run(args),
     }
 }
 
@@ -66,3 +72,5 @@ mod survey {
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 use survey as raise;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use survey as exporter;
