@@ -18,6 +18,8 @@ mod render;
 mod report;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod survey;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod watch;
 
 /// See and fix the accept backlog of every listener on this host.
 #[derive(Parser)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use maxlisten::select::Selector;
-use maxlisten::survey::{self, ListenerInfo};
+use maxlisten::survey::{self, ListenerInfo, Survey};
 
 use crate::filters::Filters;
 use crate::render::table::owner;
@@ -14,7 +14,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten raise --all-below-limit\n  \
     maxlisten raise --port 8080\n  \
     maxlisten raise --pid 1234 --fd 3 --backlog 8192\n  \
-    maxlisten raise --path /run/app.sock\n\n\
+    maxlisten raise --path /run/app.sock\n  \
+    maxlisten raise --watch 30 --all-below-limit\n\n\
     Selectors combine: every listener that matches all of them is raised.";
 
 #[derive(clap::Args)]
@@ -30,6 +31,12 @@ pub(crate) struct Args {
     /// Say what would be done, change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Keep raising: every SECONDS, survey and raise what the selectors choose (never
+    /// lowering). One line per change or failure on stderr; SIGHUP runs a pass at once;
+    /// SIGTERM or SIGINT ends it with status 0.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "dry_run",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    watch: Option<u64>,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
@@ -40,6 +47,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
              --proto (see maxlisten raise --help)"
         );
         return ExitCode::from(2);
+    }
+    if let Some(seconds) = args.watch {
+        return crate::watch::run(selector, args.backlog, seconds);
     }
     let found = match survey::survey() {
         Ok(found) => found,
@@ -64,35 +74,24 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
     let target = found.limit.map_or(request, |limit| request.min(limit));
     let mut failed = 0;
-    for l in chosen {
+    for attempt in attempts(&found, chosen, &selector, request, args.dry_run) {
+        let Attempt {
+            listener: l,
+            who,
+            result,
+        } = attempt;
         let what = format!("{} {}", l.proto, l.local);
-        // One holder is enough: they all share the one socket.
-        let Some(holder) = selector.owners(l).next() else {
-            failed += 1;
-            if found.unreadable_processes > 0 {
-                eprintln!(
-                    "{what}: no process holding it could be read ({} processes could not be \
-                     read): needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
-                    found.unreadable_processes
-                );
-            } else {
-                eprintln!(
-                    "{what}: every process was read and none of this PID namespace holds it \
-                     (is its owner in another container?); run maxlisten there"
-                );
-            }
-            continue;
-        };
-        let who = owner(holder);
-        if args.dry_run {
-            println!("{what} ({who}): {} → {target} (dry run)", l.backlog);
-            continue;
-        }
-        match relisten(holder.pid, holder.fd, request) {
-            Ok(after) => println!("{what} ({who}): {} → {after}", l.backlog),
-            Err(err) => {
+        match (who, result) {
+            (Some(who), Ok(None)) => println!("{what} ({who}): {} → {target} (dry run)", l.backlog),
+            (Some(who), Ok(Some(after))) => println!("{what} ({who}): {} → {after}", l.backlog),
+            (Some(who), Err(err)) => {
                 failed += 1;
                 eprintln!("{what} ({who}): {err}");
+            }
+            (None, Ok(_)) => {}
+            (None, Err(err)) => {
+                failed += 1;
+                eprintln!("{what}: {err}");
             }
         }
     }
@@ -102,6 +101,61 @@ pub(crate) fn run(args: Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// One listener `raise` chose, and what became of it.
+pub(crate) struct Attempt<'a> {
+    pub(crate) listener: &'a ListenerInfo,
+    /// The holder it was raised through ("PID/COMMAND fd N"); `None` if none could be reached.
+    pub(crate) who: Option<String>,
+    /// The applied backlog afterwards as text (`None` on a dry run), or why it was not raised.
+    pub(crate) result: Result<Option<String>, String>,
+}
+
+/// Raises each of `chosen` through one of its holders (one is enough: they share the socket);
+/// `raise` and `raise --watch` both do their work here.
+pub(crate) fn attempts<'a>(
+    found: &Survey,
+    chosen: Vec<&'a ListenerInfo>,
+    selector: &Selector,
+    request: u32,
+    dry_run: bool,
+) -> Vec<Attempt<'a>> {
+    let mut done = Vec::with_capacity(chosen.len());
+    for l in chosen {
+        let Some(holder) = selector.owners(l).next() else {
+            let why = if found.unreadable_processes > 0 {
+                format!(
+                    "no process holding it could be read ({} processes could not be read): \
+                     needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
+                    found.unreadable_processes
+                )
+            } else {
+                "every process was read and none of this PID namespace holds it (is its owner \
+                 in another container?); run maxlisten there"
+                    .to_string()
+            };
+            done.push(Attempt {
+                listener: l,
+                who: None,
+                result: Err(why),
+            });
+            continue;
+        };
+        let result = if dry_run {
+            Ok(None)
+        } else {
+            relisten(holder.pid, holder.fd, request)
+                .map(Some)
+                .map_err(|e| e.to_string())
+        };
+        done.push(Attempt {
+            listener: l,
+            who: Some(owner(holder)),
+            result,
+        });
+    }
+    done
 }
 
 /// One descriptor named outright: reach for it even where `/proc` does not show it (another

@@ -1,0 +1,167 @@
+//! `maxlisten raise --watch SECONDS`: `raise` again and again, so that a listener opened after a
+//! deploy, a reload or a raised limit reaches the limit within one period.
+//!
+//! Each pass is `raise`'s own work ([`crate::raise::attempts`]) on a fresh survey, run on
+//! tokio's blocking pool (one thread) while the runtime thread waits for the period or a
+//! signal. What it says goes to stderr, one line per event, `key=value` where a machine may want
+//! to pick it out (journald and `kubectl logs` keep lines whole):
+//!
+//! ```text
+//! raised tcp 127.0.0.1:8080 (1234/python3 fd 3) netns=4026531840 backlog 128 -> 4096
+//! cannot raise tcp 127.0.0.1:9090 netns=4026531840 backlog 128: no process holding it ...
+//! ```
+//!
+//! It never lowers: only listeners below the limit (or below `--backlog`) are touched. A listener
+//! it cannot raise is said once, while it keeps failing (the reason's details, such as how many
+//! processes could not be read, change from pass to pass); the memory of what was said holds
+//! only listeners that failed in the last pass, so it stays as small as the host.
+
+use std::collections::HashSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use maxlisten::select::Selector;
+use maxlisten::survey::{self, ListenerInfo};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::time::MissedTickBehavior;
+
+use crate::raise::{attempts, Attempt};
+
+/// Runs passes every `seconds` until SIGTERM or SIGINT (status 0).
+pub(crate) fn run(selector: Selector, backlog: Option<u32>, seconds: u64) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .enable_io()
+        .max_blocking_threads(1)
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("maxlisten raise --watch: start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(watch(selector, backlog, Duration::from_secs(seconds)))
+}
+
+async fn watch(selector: Selector, backlog: Option<u32>, period: Duration) -> ExitCode {
+    let (mut term, mut int, mut hup) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(term), Ok(int), Ok(hup)) => (term, int, hup),
+        (Err(err), _, _) | (_, Err(err), _) | (_, _, Err(err)) => {
+            eprintln!("maxlisten raise --watch: watch SIGTERM, SIGINT and SIGHUP: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "maxlisten raise --watch: a pass every {}s (SIGHUP: one now; SIGTERM or SIGINT: stop)",
+        period.as_secs()
+    );
+    let selector = Arc::new(selector);
+    let mut said = Said::default();
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = hup.recv() => eprintln!("maxlisten raise --watch: SIGHUP: a pass now"),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        let chosen = Arc::clone(&selector);
+        let mut memory = std::mem::take(&mut said);
+        // The pass blocks (sock_diag, /proc, pidfd_getfd): not on the runtime thread.
+        match tokio::task::spawn_blocking(move || {
+            pass(&chosen, backlog, &mut memory);
+            memory
+        })
+        .await
+        {
+            Ok(memory) => said = memory,
+            Err(err) => eprintln!("maxlisten raise --watch: the pass failed: {err}"),
+        }
+    }
+    eprintln!("maxlisten raise --watch: stopped");
+    ExitCode::SUCCESS
+}
+
+/// What has been said about failures, so that each is said once.
+#[derive(Default)]
+struct Said {
+    /// Inodes of the sockets that failed in the last pass (and were said then or before).
+    failures: HashSet<u64>,
+    /// The last reason the survey itself failed ("" when it worked).
+    survey: String,
+}
+
+/// One pass: survey, choose, raise; say what changed and what newly failed.
+fn pass(selector: &Selector, backlog: Option<u32>, said: &mut Said) {
+    let found = match survey::survey() {
+        Ok(found) => {
+            if !said.survey.is_empty() {
+                eprintln!("maxlisten raise --watch: the survey works again");
+                said.survey.clear();
+            }
+            found
+        }
+        Err(err) => {
+            let err = err.to_string();
+            if said.survey != err {
+                eprintln!("maxlisten raise --watch: survey failed: {err}");
+                said.survey = err;
+            }
+            return;
+        }
+    };
+    let request = backlog.unwrap_or(u32::MAX);
+    // Never lower: only listeners below their limit, and below the backlog asked for.
+    let chosen: Vec<&ListenerInfo> = found
+        .listeners
+        .iter()
+        .filter(|l| selector.matches(l) && l.below_limit && l.backlog < request)
+        .collect();
+    let mut failing = HashSet::new();
+    for Attempt {
+        listener: l,
+        who,
+        result,
+    } in attempts(&found, chosen, selector, request, false)
+    {
+        let who = who.map_or(String::new(), |w| format!(" ({w})"));
+        let what = format!("{} {}{who} netns={}", l.proto, l.local, l.netns);
+        match result {
+            Ok(after) => {
+                let after = after.unwrap_or_default();
+                if after == l.backlog.to_string() {
+                    // relisten worked but the kernel kept the backlog: a failure to report once.
+                    let why = format!("the kernel kept backlog {after}");
+                    say_failure(said, &mut failing, l.inode, &what, l.backlog, why);
+                } else {
+                    eprintln!("raised {what} backlog {} -> {after}", l.backlog);
+                }
+            }
+            Err(why) => say_failure(said, &mut failing, l.inode, &what, l.backlog, why),
+        }
+    }
+    // Forget listeners that no longer fail (raised, closed, or no longer chosen).
+    said.failures = failing;
+}
+
+/// Says why a listener was not raised, unless it already failed in the last pass.
+fn say_failure(
+    said: &Said,
+    failing: &mut HashSet<u64>,
+    inode: u64,
+    what: &str,
+    backlog: u32,
+    why: String,
+) {
+    if !said.failures.contains(&inode) {
+        eprintln!("cannot raise {what} backlog {backlog}: {why}");
+    }
+    failing.insert(inode);
+}
