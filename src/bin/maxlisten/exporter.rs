@@ -9,6 +9,8 @@
 //! - a client has [`HEADER_TIMEOUT`] to send its request head, and a connection lives at most
 //!   [`CONNECTION_LIFETIME`], so silent or slow clients free their slot;
 //! - request heads are capped at [`MAX_HEAD`] bytes (hyper's read buffer), bodies are never read;
+//! - a response is rendered a piece ([`PIECE`]) at a time as the client reads it, from the one
+//!   shared survey: the whole text never sits in memory;
 //! - concurrent scrapes share one collection (single flight): however many scrapes arrive, at
 //!   most one collection runs, on tokio's blocking pool (one thread), never on the runtime
 //!   thread;
@@ -16,11 +18,13 @@
 //!   still answers 200 with `maxlisten_collect_success 0`.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body, Bytes, Frame, Incoming};
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,8 +32,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{watch, Semaphore};
 
-use http_body_util::Full;
-use maxlisten::survey::{self, ListenerInfo};
+use http_body_util::{Either, Full};
+use maxlisten::survey::{self, ListenerInfo, Survey};
 
 use crate::filters::Filters;
 use crate::render;
@@ -63,14 +67,22 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let selector = args.filters.selector().below_limit(args.below_limit);
     let collect = move || {
         let found = survey::survey().map_err(|e| e.to_string())?;
-        let shown: Vec<&ListenerInfo> = found
-            .listeners
-            .iter()
-            .filter(|l| selector.matches(l))
+        let shown: Vec<usize> = (0..found.listeners.len())
+            .filter(|&i| selector.matches(&found.listeners[i]))
             .collect();
-        Ok(render::prometheus::survey(&found, &shown))
+        let labels = render::prometheus::listener_labels(&pick(&found, &shown));
+        Ok(Collected {
+            found,
+            shown,
+            labels,
+        })
     };
     serve_with(&args.listen, Arc::new(collect))
+}
+
+/// The listeners at `indices` of a survey.
+fn pick<'a>(found: &'a Survey, indices: &[usize]) -> Vec<&'a ListenerInfo> {
+    indices.iter().map(|&i| &found.listeners[i]).collect()
 }
 
 /// Connections served at once.
@@ -84,14 +96,78 @@ pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// The text exposition format, version 0.0.4.
 const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// One collection's outcome, shared by every scrape that waited for it.
-pub(crate) struct Scrape {
-    /// The exposition text, the exporter's own health included.
-    pub(crate) body: Bytes,
+/// A body is sent in pieces of about this size, rendered as the client reads: the whole text
+/// (4 MiB for 10,000 listeners) never sits in memory.
+const PIECE: usize = 64 * 1024;
+
+/// What a collection found: the survey, the listeners the filters chose (indices), and their
+/// labels rendered once (render::prometheus::listener_labels).
+pub(crate) struct Collected {
+    found: Survey,
+    shown: Vec<usize>,
+    labels: Vec<String>,
 }
 
-/// What a collection returns: the survey's families in the text format, or what failed.
-pub(crate) type Collect = dyn Fn() -> Result<String, String> + Send + Sync;
+/// One collection's outcome, shared by every scrape that waited for it.
+pub(crate) struct Scrape {
+    /// The survey, or `None` if the collection failed.
+    collected: Option<Collected>,
+    /// The exporter's own two families, the end of every body.
+    health: Bytes,
+}
+
+/// What a collection does (on a blocking thread): the survey, or what failed.
+pub(crate) type Collect = dyn Fn() -> Result<Collected, String> + Send + Sync;
+
+/// A response body: the scrape's text, rendered a piece at a time as hyper asks for it.
+struct MetricsBody {
+    scrape: Arc<Scrape>,
+    cursor: render::prometheus::Cursor,
+    /// The survey's families are all out; next the health families, then the end.
+    rendered: bool,
+    health_sent: bool,
+}
+
+impl Body for MetricsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if let (false, Some(c)) = (this.rendered, &this.scrape.collected) {
+            let shown = pick(&c.found, &c.shown);
+            let mut piece = String::with_capacity(PIECE + 512);
+            let more = render::prometheus::render(
+                &c.found,
+                &shown,
+                &c.labels,
+                &mut this.cursor,
+                &mut piece,
+                PIECE,
+            );
+            this.rendered = !more;
+            if !piece.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(piece)))));
+            }
+        }
+        this.rendered = true;
+        if !this.health_sent {
+            this.health_sent = true;
+            return Poll::Ready(Some(Ok(Frame::data(this.scrape.health.clone()))));
+        }
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.health_sent
+    }
+}
+
+/// The answer to anything but a scrape: a short text.
+type Reply = Either<MetricsBody, Full<Bytes>>;
 
 struct State {
     collect: Arc<Collect>,
@@ -145,16 +221,17 @@ impl State {
         self.health(result, seconds)
     }
 
-    /// The body: the families collected (if any) and the exporter's own two.
-    fn health(&self, result: Result<String, String>, seconds: f64) -> Scrape {
-        let (mut text, success) = match result {
-            Ok(text) => {
+    /// The scrape: what was collected (if anything) and the exporter's own two families.
+    fn health(&self, result: Result<Collected, String>, seconds: f64) -> Scrape {
+        let success = u8::from(result.is_ok());
+        let collected = match result {
+            Ok(collected) => {
                 let mut last = lock(&self.last_error);
                 if !last.is_empty() {
                     eprintln!("maxlisten exporter: collection works again");
                     last.clear();
                 }
-                (text, 1)
+                Some(collected)
             }
             Err(error) => {
                 let mut last = lock(&self.last_error);
@@ -162,19 +239,20 @@ impl State {
                     eprintln!("maxlisten exporter: collection failed: {error}");
                     *last = error;
                 }
-                (String::new(), 0)
+                None
             }
         };
-        text.push_str(&format!(
+        let health = format!(
             "# HELP maxlisten_collect_duration_seconds How long this scrape's collection took.\n\
              # TYPE maxlisten_collect_duration_seconds gauge\n\
              maxlisten_collect_duration_seconds {seconds}\n\
              # HELP maxlisten_collect_success 1 if the collection succeeded, 0 if it failed.\n\
              # TYPE maxlisten_collect_success gauge\n\
              maxlisten_collect_success {success}\n"
-        ));
+        );
         Scrape {
-            body: Bytes::from(text),
+            collected,
+            health: Bytes::from(health),
         }
     }
 }
@@ -189,9 +267,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 async fn handle(
     state: Arc<State>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Reply>, Infallible> {
     let response = |status: StatusCode, body: &'static str| {
-        let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+        let mut r = Response::new(Either::Right(Full::new(Bytes::from_static(
+            body.as_bytes(),
+        ))));
         *r.status_mut() = status;
         r
     };
@@ -211,7 +291,12 @@ async fn handle(
         return Ok(r);
     }
     let scrape = state.scrape().await;
-    let mut r = Response::new(Full::new(scrape.body.clone()));
+    let mut r = Response::new(Either::Left(MetricsBody {
+        scrape,
+        cursor: render::prometheus::Cursor::default(),
+        rendered: false,
+        health_sent: false,
+    }));
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT));
     Ok(r)

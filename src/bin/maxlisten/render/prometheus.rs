@@ -35,12 +35,7 @@ impl Encoder {
     pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
         debug_assert!(valid_name(name, true), "metric name {name:?}");
         debug_assert_eq!(name.ends_with("_total"), kind == Kind::Counter, "{name}");
-        let kind = match kind {
-            Kind::Gauge => "gauge",
-            Kind::Counter => "counter",
-        };
-        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
-        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        header(&mut self.out, name, kind, help);
     }
 
     /// One sample of the current family.
@@ -63,6 +58,16 @@ impl Encoder {
     pub(crate) fn finish(self) -> String {
         self.out
     }
+}
+
+/// A family's `# HELP` and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: Kind, help: &str) {
+    let kind = match kind {
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+    };
+    let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// A label value as the format wants it: backslash, double quote and line feed escaped.
@@ -131,77 +136,122 @@ const LISTENER_FAMILIES: [ListenerFamily; 4] = [
 /// `inode` where two listeners would otherwise share them all), the namespace's limit, and the
 /// processes that could not be read.
 pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
-    let labels: Vec<Vec<(&str, String)>> = shown
+    let labels = listener_labels(shown);
+    let mut out = String::new();
+    render(
+        found,
+        shown,
+        &labels,
+        &mut Cursor::default(),
+        &mut out,
+        usize::MAX,
+    );
+    out
+}
+
+/// The labels of each of `shown`, escaped and joined once (`netns="…",proto="…",…`), so that
+/// the four per-listener families reuse them; `inode` is added where two listeners would
+/// otherwise share every label (SO_REUSEPORT, or two non-UTF-8 paths that display alike), so
+/// that every sample's labels are unique.
+pub(crate) fn listener_labels(shown: &[&ListenerInfo]) -> Vec<String> {
+    let mut labels: Vec<String> = shown
         .iter()
         .map(|l| {
-            vec![
-                ("netns", l.netns.to_string()),
-                ("proto", l.proto.to_string()),
-                ("local", l.local.to_string()),
-                (
-                    "command",
-                    l.processes
-                        .first()
-                        .map_or(String::new(), |o| o.command.clone()),
-                ),
-            ]
+            let command = l.processes.first().map_or("", |o| o.command.as_str());
+            format!(
+                "netns=\"{}\",proto=\"{}\",local=\"{}\",command=\"{}\"",
+                l.netns,
+                l.proto,
+                escape_label_value(&l.local.to_string()),
+                escape_label_value(command)
+            )
         })
         .collect();
-    // Two listeners can share every label (SO_REUSEPORT, or two non-UTF-8 paths that display
-    // alike): the inode tells those apart, so that every sample's labels are unique.
-    let mut seen: HashMap<&[(&str, String)], usize> = HashMap::new();
-    for set in &labels {
-        *seen.entry(set.as_slice()).or_default() += 1;
-    }
-    let labels: Vec<Vec<(&str, String)>> = labels
-        .iter()
-        .zip(shown)
-        .map(|(set, l)| {
-            let mut set = set.clone();
-            if seen[set.as_slice()] > 1 {
-                set.push(("inode", l.inode.to_string()));
-            }
-            set
-        })
-        .collect();
-
-    let mut out = Encoder::new();
-    for (name, kind, help, value) in LISTENER_FAMILIES {
-        out.family(name, kind, help);
-        for (set, l) in labels.iter().zip(shown) {
-            if let Some(v) = value(l) {
-                let set: Vec<(&str, &str)> = set.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                out.sample(name, &set, v);
-            }
+    let shared: Vec<bool> = {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for set in &labels {
+            *seen.entry(set.as_str()).or_default() += 1;
+        }
+        labels.iter().map(|set| seen[set.as_str()] > 1).collect()
+    };
+    for ((set, l), shared) in labels.iter_mut().zip(shown).zip(shared) {
+        if shared {
+            let _ = write!(set, ",inode=\"{}\"", l.inode);
         }
     }
+    labels
+}
+
+/// How far [`render`] has got through a survey's text.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cursor {
+    family: usize,
+    listener: usize,
+    started: bool,
+}
+
+/// Appends the survey's text from `cursor` on to `out`, stopping once `out` holds `budget`
+/// bytes or more (so that a large survey can be sent in pieces); returns whether text remains.
+/// `labels` is [`listener_labels`] of `shown`.
+pub(crate) fn render(
+    found: &Survey,
+    shown: &[&ListenerInfo],
+    labels: &[String],
+    cursor: &mut Cursor,
+    out: &mut String,
+    budget: usize,
+) -> bool {
+    while let Some(&(name, kind, help, value)) = LISTENER_FAMILIES.get(cursor.family) {
+        if !cursor.started {
+            header(out, name, kind, help);
+            cursor.started = true;
+        }
+        while let (Some(l), Some(set)) = (shown.get(cursor.listener), labels.get(cursor.listener)) {
+            if out.len() >= budget {
+                return true;
+            }
+            cursor.listener += 1;
+            if let Some(v) = value(l) {
+                let _ = writeln!(out, "{name}{{{set}}} {v}");
+            }
+        }
+        cursor.family += 1;
+        cursor.listener = 0;
+        cursor.started = false;
+    }
+    if cursor.family > LISTENER_FAMILIES.len() {
+        return false;
+    }
+    cursor.family += 1;
+    let mut tail = Encoder::new();
     let netns = shown
         .first()
         .map(|l| l.netns)
         .or_else(|| found.listeners.first().map(|l| l.netns));
     if let (Some(limit), Some(netns)) = (found.limit, netns) {
-        out.family(
+        tail.family(
             "maxlisten_somaxconn",
             Kind::Gauge,
             "net.core.somaxconn of the network namespace: the most any backlog there gets.",
         );
-        out.sample(
+        tail.sample(
             "maxlisten_somaxconn",
             &[("netns", &netns.to_string())],
             f64::from(limit),
         );
     }
-    out.family(
+    tail.family(
         "maxlisten_unreadable_processes",
         Kind::Gauge,
         "Processes whose descriptors could not be read: their listeners have no owner labels.",
     );
-    out.sample(
+    tail.sample(
         "maxlisten_unreadable_processes",
         &[],
         found.unreadable_processes as f64,
     );
-    out.finish()
+    out.push_str(&tail.finish());
+    false
 }
 
 #[cfg(test)]
@@ -330,6 +380,38 @@ mod tests {
             .count();
         assert_eq!(backlogs, mine.len());
         assert!(families.contains(&"maxlisten_somaxconn".to_string()));
+    }
+
+    #[test]
+    fn rendered_in_pieces_it_is_the_same_text() {
+        let sample = sample::make("prometheus-pieces");
+        let mine = sample.mine();
+        let whole = survey(&sample.survey, &mine);
+        let labels = listener_labels(&mine);
+        for budget in [1, 40, 4096] {
+            let (mut cursor, mut text, mut pieces) = (Cursor::default(), String::new(), 0);
+            loop {
+                let mut piece = String::new();
+                let more = render(
+                    &sample.survey,
+                    &mine,
+                    &labels,
+                    &mut cursor,
+                    &mut piece,
+                    budget,
+                );
+                text.push_str(&piece);
+                pieces += 1;
+                if !more {
+                    break;
+                }
+            }
+            assert_eq!(text, whole, "budget {budget}");
+            assert!(
+                budget > whole.len() || pieces > 1,
+                "budget {budget}: one piece"
+            );
+        }
     }
 
     #[test]
