@@ -23,7 +23,7 @@
 //! # Ok::<(), maxlisten::Error>(())
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::os::fd::RawFd;
@@ -158,7 +158,8 @@ pub fn survey() -> Result<Survey, Error> {
     let unix = dump("sock_diag unix dump", sock_diag::unix_listeners())?;
     let limit = sys::system_limit();
     let netns = proc::thread_netns_inode().unwrap_or(0);
-    let (mut owners, unreadable_processes) = owners();
+    let wanted: HashSet<u64> = tcp.iter().chain(&unix).map(|l| l.inode).collect();
+    let (mut owners, unreadable_processes) = owners(&wanted);
     let listeners = tcp
         .into_iter()
         .map(|l| (Proto::Tcp, l))
@@ -198,9 +199,10 @@ pub fn listeners() -> Result<Vec<ListenerInfo>, Error> {
     survey().map(|s| s.listeners)
 }
 
-/// Socket inode → its owners, from one pass over `/proc/*/fd`; and how many processes could
-/// not be read.
-fn owners() -> (HashMap<u64, Vec<Owner>>, usize) {
+/// Socket inode → its owners, for the sockets in `wanted` (the listeners: a host has many more
+/// connected sockets, which are not kept), from one pass over `/proc/*/fd`; and how many
+/// processes could not be read.
+fn owners(wanted: &HashSet<u64>) -> (HashMap<u64, Vec<Owner>>, usize) {
     let mut owners: HashMap<u64, Vec<Owner>> = HashMap::new();
     let mut unreadable = 0;
     for pid in proc::pids().unwrap_or_default() {
@@ -213,7 +215,7 @@ fn owners() -> (HashMap<u64, Vec<Owner>>, usize) {
             }
         };
         let mut command = None;
-        for (fd, inode) in fds {
+        for (fd, inode) in fds.into_iter().filter(|(_, inode)| wanted.contains(inode)) {
             let command = command.get_or_insert_with(|| proc::command(pid)).clone();
             owners
                 .entry(inode)
