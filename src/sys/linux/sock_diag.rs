@@ -42,8 +42,14 @@ pub(crate) struct DiagListener {
     pub(crate) drops: Option<u32>,
 }
 
-/// Sends one request and collects every answer until the end of the dump (or the one answer).
-fn exchange(request: SockDiagMessage, dump: bool) -> io::Result<Vec<SockDiagMessage>> {
+/// Sends one request and hands every answer to `each` as it is parsed, until the end of the
+/// dump (or the one answer). Answers are not collected: a parsed message is several hundred
+/// bytes, and a dump of 10,000 listeners would hold megabytes of them at once.
+fn exchange(
+    request: SockDiagMessage,
+    dump: bool,
+    mut each: impl FnMut(SockDiagMessage),
+) -> io::Result<()> {
     let mut socket = netlink_sys::Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
@@ -55,7 +61,7 @@ fn exchange(request: SockDiagMessage, dump: bool) -> io::Result<Vec<SockDiagMess
     packet.serialize(&mut out);
     socket.send(&out, 0)?;
 
-    let mut answers = Vec::new();
+    let mut answered = false;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let size = socket.recv(&mut &mut buf[..], 0)?;
@@ -65,13 +71,16 @@ fn exchange(request: SockDiagMessage, dump: bool) -> io::Result<Vec<SockDiagMess
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
             let length = message.header.length as usize;
             match message.payload {
-                NetlinkPayload::InnerMessage(answer) => answers.push(answer),
-                NetlinkPayload::Done(_) => return Ok(answers),
+                NetlinkPayload::InnerMessage(answer) => {
+                    answered = true;
+                    each(answer);
+                }
+                NetlinkPayload::Done(_) => return Ok(()),
                 NetlinkPayload::Error(err) if err.code.is_some() => return Err(err.to_io()),
                 _ => {}
             }
-            if !dump && !answers.is_empty() {
-                return Ok(answers);
+            if !dump && answered {
+                return Ok(());
             }
             if length == 0 {
                 break;
@@ -93,11 +102,16 @@ pub(crate) fn unix_listener(inode: u64) -> io::Result<Option<(u32, u32)>> {
         show_flags: ShowFlags::RQLEN,
         cookie: [0xff; 8],
     });
-    match exchange(request, false) {
-        Ok(answers) => Ok(answers.iter().find_map(|answer| match answer {
-            SockDiagMessage::UnixResponse(r) if r.header.state == TCP_LISTEN => rqlen(r),
-            _ => None,
-        })),
+    let mut found = None;
+    let result = exchange(request, false, |answer| {
+        if let SockDiagMessage::UnixResponse(r) = answer {
+            if r.header.state == TCP_LISTEN && found.is_none() {
+                found = rqlen(&r);
+            }
+        }
+    });
+    match result {
+        Ok(()) => Ok(found),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(e),
     }
@@ -119,16 +133,16 @@ pub(crate) fn unix_listeners() -> io::Result<Vec<DiagListener>> {
         cookie: [0xff; 8],
     });
     let mut found = Vec::new();
-    for answer in exchange(request, true)? {
+    exchange(request, true, |answer| {
         let SockDiagMessage::UnixResponse(r) = answer else {
-            continue;
+            return;
         };
         // SOCK_STREAM only; SEQPACKET listeners are not what servers mean by a listener.
         if r.header.state != TCP_LISTEN || i32::from(r.header.kind) != libc::SOCK_STREAM {
-            continue;
+            return;
         }
         let Some((queued, backlog)) = rqlen(&r) else {
-            continue;
+            return;
         };
         let local = r
             .nlas
@@ -150,7 +164,7 @@ pub(crate) fn unix_listeners() -> io::Result<Vec<DiagListener>> {
             backlog,
             drops: None,
         });
-    }
+    })?;
     Ok(found)
 }
 
@@ -168,12 +182,12 @@ pub(crate) fn tcp_listeners() -> io::Result<Vec<DiagListener>> {
             states: inet::StateFlags::LISTEN,
             socket_id: id,
         });
-        for answer in exchange(request, true)? {
+        exchange(request, true, |answer| {
             let SockDiagMessage::InetResponse(r) = answer else {
-                continue;
+                return;
             };
             if r.header.state != TCP_LISTEN {
-                continue;
+                return;
             }
             let ip: IpAddr = r.header.socket_id.source_address;
             let drops = r.nlas.iter().find_map(|nla| match nla {
@@ -187,7 +201,7 @@ pub(crate) fn tcp_listeners() -> io::Result<Vec<DiagListener>> {
                 backlog: r.header.send_queue,
                 drops,
             });
-        }
+        })?;
     }
     Ok(found)
 }
