@@ -4,7 +4,11 @@
 //! ```text
 //! cargo bench --features cli --bench exporter                 # 10,000 listeners, 15 rounds
 //! cargo bench --features cli --bench exporter -- --listeners 2000 --rounds 3
+//! cargo bench --features cli --bench exporter -- --binary target/x86_64-unknown-linux-musl/release/maxlisten
 //! ```
+//!
+//! `--binary` measures another build of the command, such as the static musl one the container
+//! image holds (its allocator returns freed memory to the system, glibc's keeps it).
 //!
 //! In a private network namespace that holds only these listeners (held by this process;
 //! through a user namespace for a user who is not root). A scrape is a whole HTTP GET of /metrics on a new connection (what Prometheus
@@ -24,6 +28,7 @@ const MIB: u64 = 1024;
 
 fn main() {
     let (mut listeners, mut rounds) = (10_000usize, 15usize);
+    let mut binary = env!("CARGO_BIN_EXE_maxlisten").to_string();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> usize {
@@ -35,6 +40,7 @@ fn main() {
             "--bench" => {}
             "--listeners" => listeners = number("--listeners"),
             "--rounds" => rounds = number("--rounds").max(1),
+            "--binary" => binary = args.next().unwrap_or_else(|| fail("--binary needs a path")),
             other => fail(&format!("unknown argument {other:?}")),
         }
     }
@@ -51,7 +57,7 @@ fn main() {
             .unwrap()
             .port();
         let mut exporter = Killed(
-            Command::new(env!("CARGO_BIN_EXE_maxlisten"))
+            Command::new(&binary)
                 .args(["exporter", &format!("--listen=127.0.0.1:{port}")])
                 .stderr(Stdio::null())
                 .spawn()
@@ -105,8 +111,8 @@ fn main() {
     };
     let (scrape, ss, found, bytes, idle_rss, rss, hwm) = result;
     println!(
-        "exporter: {listeners} TCP listeners held by one process, in a private network namespace; \
-         {rounds} rounds, alternating order, medians"
+        "exporter ({binary}): {listeners} TCP listeners held by one process, in a private \
+         network namespace; {rounds} rounds, alternating order, medians"
     );
     println!(
         "  one scrape of /metrics    {:>8.1} ms  ({found} listeners, {} KiB of text)",
