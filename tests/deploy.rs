@@ -223,20 +223,48 @@ impl Drop for Killed {
 /// capabilities, with no_new_privs: what the units' DynamicUser=yes, AmbientCapabilities=,
 /// CapabilityBoundingSet= and NoNewPrivileges=yes give the process.
 fn as_unit(caps: &[&str], args: &[&str]) -> std::process::Output {
+    unit_command(caps, args).output().unwrap()
+}
+
+fn unit_command(caps: &[&str], args: &[&str]) -> Command {
     let list: String = caps
         .iter()
         .map(|c| format!(",+{}", c.trim_start_matches("CAP_").to_lowercase()))
         .collect();
-    Command::new("setpriv")
+    let mut command = Command::new("setpriv");
+    command
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(format!("--inh-caps=-all{list}"))
         .arg(format!("--ambient-caps=-all{list}"))
         .arg(format!("--bounding-set=-all{list}"))
         .arg("--no-new-privs")
         .arg(BIN)
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    command
+}
+
+/// One scrape of an exporter on 127.0.0.1:`port`, waiting for it to listen.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the exporter does not listen: {e}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    };
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    text
 }
 
 /// The owners `survey --json` found for the listener on `port`.
@@ -301,6 +329,33 @@ fn systemd_capabilities_are_enough_and_each_is_needed() {
                 "the owner was found without {missing}: CapabilityBoundingSet grants more than needed"
             );
         }
+
+        // The exporter, as its unit runs it, labels the other user's listener with its owner.
+        let exporter_unit = unit_settings(
+            &std::fs::read_to_string(deploy("systemd/maxlisten-exporter.service")).unwrap(),
+        );
+        let exporter_caps: Vec<&str> = one(&exporter_unit, "AmbientCapabilities", "exporter")
+            .split_whitespace()
+            .collect();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let metrics_port = free.local_addr().unwrap().port();
+        drop(free);
+        let exporter = unit_command(
+            &exporter_caps,
+            &["exporter", &format!("--listen=127.0.0.1:{metrics_port}")],
+        )
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let _exporter = Killed(exporter);
+        let text = scrape(metrics_port);
+        let sample = format!("proto=\"tcp\",local=\"127.0.0.1:{port}\",command=\"python3\"}} 8");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("maxlisten_listener_backlog{") && l.contains(&sample)),
+            "the exporter under the unit's capabilities does not show python3's listener: {text}"
+        );
+        assert!(text.contains("maxlisten_unreadable_processes 0"), "{text}");
 
         // raise (what --watch runs every period) without CAP_SYS_PTRACE: refused, unchanged.
         let fewer: Vec<&str> = granted
