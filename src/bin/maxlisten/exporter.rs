@@ -6,8 +6,9 @@
 //! Robustness, all bounded:
 //! - at most [`MAX_CONNECTIONS`] connections are served at once; more wait in the kernel's
 //!   accept queue (not in memory here) until one ends;
-//! - a client has [`HEADER_TIMEOUT`] to send its request head, and a connection lives at most
-//!   [`CONNECTION_LIFETIME`], so silent or slow clients free their slot;
+//! - a client has [`HEADER_TIMEOUT`] to send each request head (an idle keep-alive connection
+//!   too), and a connection lives at most [`CONNECTION_LIFETIME`], so silent, slow and
+//!   non-reading clients free their slot;
 //! - request heads are capped at [`MAX_HEAD`] bytes (hyper's read buffer), bodies are never read;
 //! - a response is rendered a piece ([`PIECE`]) at a time as the client reads it, from the one
 //!   shared survey: the whole text never sits in memory;
@@ -89,8 +90,10 @@ fn pick<'a>(found: &'a Survey, indices: &[usize]) -> Vec<&'a ListenerInfo> {
 pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send its request head (headers included).
 pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest a connection (with keep-alive, many requests) is kept.
-pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+/// The longest a connection (with keep-alive, many requests) is kept: a client that stops
+/// reading its response frees its slot by then (Prometheus reconnects; its scrapes time out
+/// at 10 s by default).
+pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// The largest request head read (hyper's minimum buffer is 8 KiB).
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// The text exposition format, version 0.0.4.
