@@ -31,7 +31,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{Incoming, SocketAddr, UnixListener, UnixStream};
 use std::path::Path;
 
@@ -187,44 +187,44 @@ impl ListenerBuilder {
     pub fn bind<P: AsRef<Path>>(&self, path: P) -> Result<Listener, Error> {
         let path = path.as_ref();
         let addr = Address::Path(path.to_owned());
-        if self.remove_stale {
-            remove_stale(path).map_err(|source| Error::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        }
-        let sockaddr = SockAddr::unix(path).map_err(|source| Error::Bind {
+        let bind_error = |source| Error::Bind {
             addr: addr.clone(),
             source,
-        })?;
-        let socket = self.socket(&addr)?;
-        if let Some(mode) = self.mode {
-            sys::set_unix_mode_before_bind(&socket, mode).map_err(|source| Error::SetOption {
-                option: "mode",
-                addr: addr.clone(),
-                source,
-            })?;
-        }
-        socket.bind(&sockaddr).map_err(|source| Error::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        // From here the file exists: remove it if anything fails.
-        let finish = || -> Result<Listener, Error> {
-            if let Some(mode) = self.mode {
-                fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| {
-                    Error::SetOption {
-                        option: "mode",
-                        addr: addr.clone(),
-                        source,
-                    }
-                })?;
-            }
-            self.listen(socket, &addr)
         };
-        finish().inspect_err(|_| {
-            let _ = fs::remove_file(path);
-        })
+        // Held until the listener listens: another `remove_stale` binder of the same path
+        // waits, and never takes this socket, bound but not yet listening, for a stale one.
+        let _lock = if self.remove_stale {
+            let lock = lock_sibling(path).map_err(bind_error)?;
+            remove_stale(path).map_err(bind_error)?;
+            Some(lock)
+        } else {
+            None
+        };
+        let sockaddr = SockAddr::unix(path).map_err(bind_error)?;
+        let socket = self.socket(&addr)?;
+        let mode_error = |source| Error::SetOption {
+            option: "mode",
+            addr: addr.clone(),
+            source,
+        };
+        if let Some(mode) = self.mode {
+            sys::set_unix_mode_before_bind(&socket, mode).map_err(mode_error)?;
+        }
+        socket.bind(&sockaddr).map_err(bind_error)?;
+        // From here the file exists: remove it if anything fails, if it is still this socket's.
+        let finish = || -> Result<(), Error> {
+            if let Some(mode) = self.mode {
+                sys::finish_unix_mode(&socket, path, mode).map_err(mode_error)?;
+            }
+            self.listen_on(&socket, &addr)
+        };
+        match finish() {
+            Ok(()) => Ok(self.listener(socket)),
+            Err(err) => {
+                remove_own_file(&socket, path);
+                Err(err)
+            }
+        }
     }
 
     /// Binds a listener to a Linux abstract name (no file: `mode` and `remove_stale` do not
@@ -288,21 +288,58 @@ impl ListenerBuilder {
     }
 
     fn listen(&self, socket: Socket, addr: &Address) -> Result<Listener, Error> {
-        let requested = self.backlog.unwrap_or(DEFAULT_BACKLOG);
+        self.listen_on(&socket, addr)?;
+        Ok(self.listener(socket))
+    }
+
+    fn listen_on(&self, socket: &Socket, addr: &Address) -> Result<(), Error> {
         socket
-            .listen(sys::listen_arg(requested))
+            .listen(sys::listen_arg(self.requested()))
             .map_err(|source| Error::Listen {
                 addr: Some(addr.clone()),
                 source,
-            })?;
-        Ok(Listener {
+            })
+    }
+
+    fn requested(&self) -> u32 {
+        self.backlog.unwrap_or(DEFAULT_BACKLOG)
+    }
+
+    fn listener(&self, socket: Socket) -> Listener {
+        Listener {
             inner: socket.into(),
-            requested,
-        })
+            requested: self.requested(),
+        }
     }
 }
 
-/// Removes `path` if it is a socket nobody listens on; refuses anything else.
+/// The lock file of `path` (`PATH.lock`), opened and locked (`flock`, exclusive), or the error
+/// naming it.
+fn lock_sibling(path: &Path) -> io::Result<fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = std::path::PathBuf::from(name);
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("lock file {}: {e}", lock.display()));
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock)
+        .map_err(named)?;
+    sys::lock_exclusive(&file).map_err(named)?;
+    Ok(file)
+}
+
+/// Removes `path` if it is a socket file nobody is bound to; refuses anything else.
+///
+/// On Linux the kernel says, through `sock_diag` (`UNIX_DIAG_VFS`), whether a socket of this
+/// network namespace is bound to the file; nothing connects to a live server. When none is (or
+/// elsewhere, where the kernel cannot say), a non-blocking connect decides: refused means stale;
+/// a connection, or "would block" (a full queue), means alive. On Linux that connect reaches
+/// only a socket bound in another network namespace.
 fn remove_stale(path: &Path) -> io::Result<()> {
     let kept = |why: &str| Err(io::Error::new(io::ErrorKind::AddrInUse, why.to_owned()));
     let meta = match fs::symlink_metadata(path) {
@@ -313,10 +350,37 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return kept("the path exists and is not a socket; not removed");
     }
-    match UnixStream::connect(path) {
-        Ok(_) => kept("a server is listening on this socket; not removed"),
+    if let Ok(Some(true)) = sys::unix_file_in_use(meta.dev(), meta.ino()) {
+        return kept("a socket is bound to this file (the kernel says so); not removed");
+    }
+    let (kind, nonblocking_done) = sys::stream_type(true);
+    let probe = Socket::new(Domain::UNIX, kind, None)?;
+    if !nonblocking_done {
+        probe.set_nonblocking(true)?;
+    }
+    match probe.connect(&SockAddr::unix(path)?) {
+        Ok(()) => kept("a server is listening on this socket; not removed"),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock
+                || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            kept("a server is listening on this socket (its queue is full); not removed")
+        }
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path),
         Err(e) => Err(e),
+    }
+}
+
+/// After a failure past `bind`: removes the file `socket` made, unless something else was put
+/// at the path since (then it is left alone).
+fn remove_own_file(socket: &Socket, path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    let ours = meta.file_type().is_socket()
+        && sys::is_bound_file(socket, meta.dev(), meta.ino()).unwrap_or(true);
+    if ours {
+        let _ = fs::remove_file(path);
     }
 }
 
