@@ -319,7 +319,8 @@ fn lock_sibling(path: &Path) -> io::Result<fs::File> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock = std::path::PathBuf::from(name);
-    let named = |e: io::Error| io::Error::new(e.kind(), format!("lock file {}: {e}", lock.display()));
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("lock file {}: {e}", lock.display()));
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -132,7 +132,10 @@ fn mode_is_set_without_a_wider_window() {
     let path = dir.join("bad.sock");
     let err = ListenerBuilder::new().mode(0o4755).bind(&path).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
-    assert!(matches!(err, Error::SetOption { option: "mode", .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::SetOption { option: "mode", .. }),
+        "{err:?}"
+    );
     assert_eq!(err.addr(), Some(&Address::Path(path.clone())));
     assert!(err.to_string().contains(path.to_str().unwrap()), "{err}");
     assert!(!path.exists());
@@ -295,7 +298,9 @@ fn a_server_with_a_full_queue_does_not_make_bind_hang() {
     let dir = temp_dir("unix-stale-full");
     let path = dir.join("full.sock");
     let server = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
-    server.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+    server
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
     server.listen(0).unwrap();
     // Fill it: a backlog of 0 holds one connection; the next non-blocking connect is EAGAIN.
     let mut clients = Vec::new();
@@ -391,28 +396,40 @@ fn mode_never_follows_a_link_swapped_in_after_bind() {
                 let _ = std::fs::rename(&tmp, &path);
             }
         });
-        let start = std::time::Instant::now();
-        while start.elapsed() < std::time::Duration::from_secs(3) {
-            let _ = std::fs::remove_file(&path);
-            // 0o666: the usual umask (022) takes 0o022 away, so the exact mode needs the step
-            // after bind.
-            match ListenerBuilder::new().mode(0o666).bind(&path) {
-                Ok(_) => bound += 1,
-                Err(e) => {
-                    refused += 1;
-                    assert!(
-                        matches!(e, Error::Bind { .. } | Error::SetOption { option: "mode", .. }),
-                        "{e:?}"
-                    );
+        // Whatever happens, the swapping thread stops, or the scope would wait for it forever.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_secs(3) {
+                let _ = std::fs::remove_file(&path);
+                // 0o666: the usual umask (022) takes 0o022 away, so the exact mode needs the step
+                // after bind.
+                match ListenerBuilder::new().mode(0o666).bind(&path) {
+                    Ok(_) => bound += 1,
+                    Err(e) => {
+                        refused += 1;
+                        assert!(
+                            matches!(
+                                e,
+                                Error::Bind { .. } | Error::SetOption { option: "mode", .. }
+                            ),
+                            "{e:?}"
+                        );
+                    }
                 }
+                let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "the link's target got the socket's mode");
             }
-            let mode = std::fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode, 0o600, "the link's target got the socket's mode");
-        }
+        }));
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
     });
     assert_eq!(std::fs::read(&victim).unwrap(), b"not yours");
     eprintln!("{bound} bound, {refused} refused while links were swapped in");
-    assert!(bound > 0, "never bound: the test did not exercise the window");
+    assert!(
+        bound > 0,
+        "never bound: the test did not exercise the window"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -241,7 +241,11 @@ pub(crate) fn is_bound_file(socket: &Socket, st_dev: u64, st_ino: u64) -> Option
 /// is checked to be the one the socket is bound to (`UNIX_DIAG_VFS`), and only then is the mode
 /// set, through `/proc/self/fd`, on that very file. When the file already has the mode (the
 /// umask took nothing), nothing is done.
-pub(crate) fn finish_unix_mode(socket: &Socket, path: &std::path::Path, mode: u32) -> io::Result<()> {
+pub(crate) fn finish_unix_mode(
+    socket: &Socket,
+    path: &std::path::Path,
+    mode: u32,
+) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
     let mode = u32::from(super::unix::check_mode(mode)?);

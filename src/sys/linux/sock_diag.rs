@@ -199,7 +199,10 @@ fn vfs_of(payload: &[u8]) -> Option<Vfs> {
         .find(|nla| nla.kind() == UNIX_DIAG_VFS)
         .and_then(|nla| {
             let v = nla.value();
-            let word = |i: usize| v.get(i..i + 4).map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+            let word = |i: usize| {
+                v.get(i..i + 4)
+                    .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            };
             Some(Vfs {
                 ino: word(0)?,
                 dev: word(4)?,
@@ -353,7 +356,11 @@ mod tests {
         msg.extend_from_slice(&(len as u16).to_ne_bytes());
         msg.extend_from_slice(&INET_DIAG_SKMEMINFO.to_ne_bytes());
         for i in 0..words {
-            let value = if i + 1 == words { 5u32 } else { 1000 + i as u32 };
+            let value = if i + 1 == words {
+                5u32
+            } else {
+                1000 + i as u32
+            };
             msg.extend_from_slice(&value.to_ne_bytes());
         }
         msg
@@ -367,8 +374,14 @@ mod tests {
         // ... and this parser keeps the listener, with drops unknown.
         let listener = parse_inet(&old).unwrap().unwrap();
         assert_eq!(listener.drops, None);
-        assert_eq!((listener.queued, listener.backlog, listener.inode), (3, 128, 77));
-        assert_eq!(listener.local, Address::Inet("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(
+            (listener.queued, listener.backlog, listener.inode),
+            (3, 128, 77)
+        );
+        assert_eq!(
+            listener.local,
+            Address::Inet("127.0.0.1:8080".parse().unwrap())
+        );
 
         // 4.12 and later: nine words, the ninth is the drops.
         let new = answer(9);
