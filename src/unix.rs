@@ -120,11 +120,19 @@ impl ListenerBuilder {
 
     /// The permissions of the socket file (`0o660`, say): who may connect.
     ///
-    /// The file is never more open than asked, at no moment: on Linux the mode is put on the
-    /// socket with `fchmod` before `bind`, which creates the file with it (less the umask),
-    /// and the exact mode is set right after. On other Unix systems there is no such order,
-    /// so binding with a mode fails with [`Error::SetOption`] of kind `Unsupported`: restrict
-    /// the directory instead. Bits beyond `0o777` are an `InvalidInput` error.
+    /// The file is never more open than asked, at no moment, and nothing but this socket's own
+    /// file is ever changed. On Linux the mode is put on the socket with `fchmod` before
+    /// `bind`, which creates the file with it, less the umask. Where the umask took bits away
+    /// (`0o666` under umask `022`), the exact mode is then set on the file without following
+    /// its path: it is opened with `O_PATH | O_NOFOLLOW` (a symbolic link swapped in is refused,
+    /// not followed), checked through `sock_diag` to be the file this socket is bound to, and
+    /// changed through that descriptor. If it was replaced, binding fails with
+    /// [`Error::SetOption`] and what is at the path is left alone. Where the umask took
+    /// nothing, there is no second step.
+    ///
+    /// On other Unix systems there is no such order, so binding with a mode fails with
+    /// [`Error::SetOption`] of kind `Unsupported`: restrict the directory instead. Bits beyond
+    /// `0o777` are an `InvalidInput` error.
     ///
     /// ```
     /// # #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -146,10 +154,25 @@ impl ListenerBuilder {
 
     /// Remove a stale socket file left at the path by a server that is gone, before binding.
     ///
-    /// Only a socket that refuses connections is removed. A live listener (a connect succeeds)
-    /// and anything that is not a socket (a regular file, a directory, a symbolic link) are
-    /// left alone, and binding fails with [`Error::Bind`] of kind `AddrInUse` saying why.
-    /// Default off, as std: an existing path is an `AddrInUse` error.
+    /// Only a socket file nobody is bound to is removed; anything that is not a socket (a
+    /// regular file, a directory, a symbolic link) is left alone, and binding fails with
+    /// [`Error::Bind`] of kind `AddrInUse` saying why. Default off, as std: an existing path is
+    /// an `AddrInUse` error.
+    ///
+    /// How a live server is told from a stale file, without disturbing it:
+    /// - Linux: the kernel lists the sockets bound to the file (`sock_diag`, `UNIX_DIAG_VFS`,
+    ///   compared with `stat` of the path): nothing connects to a live server, so it never sees
+    ///   a stray connection in its accept queue. `sock_diag` sees the calling thread's network
+    ///   namespace only; when it finds nobody, the non-blocking connect below confirms, so a
+    ///   server bound from another namespace (a shared volume) is not removed either.
+    /// - Elsewhere: a non-blocking connect. Refused means stale; a connection, or "would block"
+    ///   (a server whose queue is full), means alive. It never waits.
+    ///
+    /// Two processes (or threads) that bind the same path with `remove_stale` at once never
+    /// remove each other's socket: each takes an exclusive `flock(2)` on the sibling file
+    /// `PATH.lock` (created with mode `0o644` if missing, and left in place: removing it would
+    /// let a third binder lock a new file) and holds it from the check until its socket
+    /// listens. A program that binds the path without this lock is not held back by it.
     ///
     /// ```
     /// let path = std::env::temp_dir().join(format!("maxlisten-stale-{}.sock", std::process::id()));
