@@ -186,7 +186,9 @@ pub use control::{queue_stats, set_backlog, system_limit, system_limit_name};
 pub use error::Error;
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
-pub use inherited::{inherited, inherited_keep_backlog, Inherited, InheritedListener};
+pub use inherited::{
+    inherited, inherited_and_unset_env, inherited_keep_backlog, Inherited, InheritedListener,
+};
 pub use listener::Listener;
 pub use queue::QueueStats;
 pub use sys::AsSocket;

@@ -27,7 +27,10 @@ fn port_in_use() {
         // The OS error is in the message (Wine has no texts for WinSock errors, only codes).
         let os = std::net::TcpListener::bind(addr).unwrap_err().to_string();
         assert!(msg.ends_with(&os), "the OS error is in the message: {msg}");
-        assert_eq!(err.io_error().map(io::Error::kind), Some(ErrorKind::AddrInUse));
+        assert_eq!(
+            err.io_error().map(io::Error::kind),
+            Some(ErrorKind::AddrInUse)
+        );
     }
 }
 
@@ -54,19 +57,27 @@ fn an_error_chain_names_each_cause_once() {
 
     let err = ListenerBuilder::new().bind(addr).unwrap_err();
     let links = chain(&err);
-    assert_eq!(count(&links), 1, "the OS error repeats in the chain: {links:?}");
+    assert_eq!(
+        count(&links),
+        1,
+        "the OS error repeats in the chain: {links:?}"
+    );
     assert_eq!(links, [format!("bind {addr}: {os}")]);
 
     let io_err: io::Error = maxlisten::bind(addr).unwrap_err();
     let links = chain(&io_err);
-    assert_eq!(count(&links), 1, "the OS error repeats in the chain: {links:?}");
+    assert_eq!(
+        count(&links),
+        1,
+        "the OS error repeats in the chain: {links:?}"
+    );
     let msg = io_err.to_string();
     assert!(msg.starts_with("bind "), "the step: {msg}");
     assert!(msg.contains(&addr.to_string()), "the address: {msg}");
     assert!(msg.ends_with(&os), "the OS error: {msg}");
 
     // A custom OS-level error that wraps another: that one is the next link, once.
-    let inner = io::Error::new(ErrorKind::Other, "the deepest cause");
+    let inner = io::Error::other("the deepest cause");
     let wrapped = io::Error::new(ErrorKind::AddrInUse, Wrapper(inner));
     let err = Error::Bind {
         addr: maxlisten::Address::Inet(addr),
@@ -74,7 +85,14 @@ fn an_error_chain_names_each_cause_once() {
     };
     let links = chain(&err);
     assert_eq!(links.len(), 2, "{links:?}");
-    assert_eq!(links.iter().filter(|l| l.contains("the deepest cause")).count(), 1, "{links:?}");
+    assert_eq!(
+        links
+            .iter()
+            .filter(|l| l.contains("the deepest cause"))
+            .count(),
+        1,
+        "{links:?}"
+    );
 }
 
 #[derive(Debug)]

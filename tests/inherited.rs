@@ -44,18 +44,27 @@ fn run_child(case: &str, fds: &[RawFd], vars: &[(&str, &str)], pid: Option<&str>
     for (name, value) in vars {
         command.env(name, value);
     }
-    let fds = fds.to_vec();
-    // SAFETY: only dup and dup2, which are async-signal-safe, run between fork and exec.
+    // Fixed arrays, filled before the fork: the child allocates nothing.
+    const MAX: usize = 8;
+    assert!(fds.len() <= MAX);
+    let mut sources = [-1 as RawFd; MAX];
+    sources[..fds.len()].copy_from_slice(fds);
+    let count = fds.len();
+    // SAFETY: between fork and exec the closure calls only fcntl and dup2, which are
+    // async-signal-safe, on fixed-size arrays copied into it: no allocation, no lock.
     unsafe {
         command.pre_exec(move || {
             // First out of the way (a source may already sit at 3 or 4), then into place;
             // dup2 leaves the new descriptor without close-on-exec.
-            let high: Vec<RawFd> = fds
-                .iter()
-                .map(|&fd| libc::fcntl(fd, libc::F_DUPFD, 100))
-                .collect();
-            for (i, fd) in high.into_iter().enumerate() {
-                if fd < 0 || libc::dup2(fd, 3 + i as RawFd) < 0 {
+            let mut high = [-1 as RawFd; MAX];
+            for i in 0..count {
+                high[i] = libc::fcntl(sources[i], libc::F_DUPFD, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &fd) in high[..count].iter().enumerate() {
+                if libc::dup2(fd, 3 + i as RawFd) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -81,10 +90,12 @@ fn child_adopts() {
     let Ok(case) = std::env::var(CASE) else {
         return;
     };
-    let result = if case == "keep" {
-        maxlisten::inherited_keep_backlog()
-    } else {
-        maxlisten::inherited()
+    let result = match case.as_str() {
+        "keep" => maxlisten::inherited_keep_backlog(),
+        // SAFETY: this test runs alone in its process (`--exact`), and its harness threads do
+        // not touch the environment while it runs.
+        "unset" => unsafe { maxlisten::inherited_and_unset_env() },
+        _ => maxlisten::inherited(),
     };
     match case.as_str() {
         "good" => {
@@ -104,11 +115,13 @@ fn child_adopts() {
             }
             assert_eq!((sockets[0].fd(), sockets[0].name()), (3, Some("web")));
             assert_eq!((sockets[1].fd(), sockets[1].name()), (4, Some("admin")));
+            // The environment is left alone ...
             for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-                assert!(std::env::var_os(var).is_none(), "{var} still set");
+                assert!(std::env::var_os(var).is_some(), "{var} was removed");
             }
-            // Adopted once only.
+            // ... and still the descriptors are adopted once only, by whichever call.
             assert!(maxlisten::inherited().unwrap().is_empty());
+            assert!(maxlisten::inherited_keep_backlog().unwrap().is_empty());
             let mut sockets = sockets.into_iter();
             let tcp = sockets.next().unwrap().into_listener().into_tcp().unwrap();
             let unix = sockets.next().unwrap().into_listener().into_unix().unwrap();
@@ -124,6 +137,14 @@ fn child_adopts() {
             assert_eq!(sockets.len(), 1);
             assert_eq!(sockets[0].backlog().applied(), Some(1));
             assert!(matches!(sockets[0].listener(), InheritedListener::Tcp(_)));
+        }
+        "unset" => {
+            let sockets = result.unwrap();
+            assert_eq!(sockets.len(), 1);
+            assert_eq!(sockets[0].backlog().applied(), maxlisten::system_limit());
+            for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+                assert!(std::env::var_os(var).is_none(), "{var} still set");
+            }
         }
         "another-pid" => {
             assert!(result.unwrap().is_empty());
@@ -233,6 +254,12 @@ fn hand_over_by_hand() {
         .unwrap();
     small.listen(1).unwrap();
     run_child("keep", &[small.as_raw_fd()], &[("LISTEN_FDS", "1")], None);
+    run_child(
+        "unset",
+        &[small.as_raw_fd()],
+        &[("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "small")],
+        None,
+    );
 
     let file = std::fs::File::create(dir.join("plain.txt")).unwrap();
     let bound = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -248,6 +248,7 @@ pub(crate) fn finish_unix_mode(
 ) -> io::Result<()> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
+    #[allow(clippy::useless_conversion)] // mode_t is u16 on some targets
     let mode = u32::from(super::unix::check_mode(mode)?);
     let file = std::fs::OpenOptions::new()
         .read(true)
