@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{in_netns, require_root, ss_send_q, ss_unix, temp_dir};
+use common::{in_netns, own_netns, ss_send_q, ss_unix, temp_dir};
 use maxlisten::{Error, InheritedListener};
 
 /// Which hand-over case a child checks.
@@ -301,7 +301,7 @@ fn hand_over_by_hand() {
 /// them to 4096; `ss` agrees.
 #[test]
 fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
-    if !require_root("systemd_socket_activate_hands_over") {
+    if !own_netns("systemd_socket_activate_hands_over") {
         return;
     }
     let exe = std::env::current_exe().unwrap();

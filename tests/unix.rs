@@ -11,13 +11,13 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 
-use common::{in_netns, require_root, set_somaxconn, ss_unix, temp_dir};
+use common::{in_netns, own_netns, set_somaxconn, ss_unix, temp_dir};
 use maxlisten::unix::ListenerBuilder;
 use maxlisten::{Address, BacklogSource, Error};
 
 #[test]
 fn reports_exactly_the_namespace_limit_and_ss_agrees() {
-    if !require_root("unix reports_exactly_the_namespace_limit") {
+    if !own_netns("unix reports_exactly_the_namespace_limit") {
         return;
     }
     let dir = temp_dir("unix-limit");
@@ -46,7 +46,7 @@ fn reports_exactly_the_namespace_limit_and_ss_agrees() {
 
 #[test]
 fn a_listener_that_never_accepts_holds_limit_plus_one_then_connect_gets_eagain() {
-    if !require_root("unix holds limit plus one") {
+    if !own_netns("unix holds limit plus one") {
         return;
     }
     let limit = 16;
@@ -79,7 +79,7 @@ fn a_listener_that_never_accepts_holds_limit_plus_one_then_connect_gets_eagain()
 
 #[test]
 fn set_backlog_widens_std_and_tokio_unix_listeners() {
-    if !require_root("unix set_backlog widens") {
+    if !own_netns("unix set_backlog widens") {
         return;
     }
     let dir = temp_dir("unix-widen");
