@@ -5,7 +5,7 @@
 //!   values wrapped: requests are capped at 65535 there.
 //! - `getsockopt(IPPROTO_TCP, TCP_INFO)` on a listening socket reports the applied backlog in
 //!   `tcpi_sacked` and the queued connections in `tcpi_unacked` (one system call).
-//!   `SO_MEMINFO` (`SK_MEMINFO_DROPS`, Linux 4.12+) counts the SYNs dropped on the listener.
+//!   `SO_MEMINFO` (`SK_MEMINFO_DROPS`, Linux 4.12+) counts every SYN dropped on the listener.
 //! - A Unix listener has neither: its backlog and queue come from `sock_diag` (see
 //!   `sock_diag.rs`), asked by the socket's inode.
 //! - `pidfd.rs`: another process's descriptors (`pidfd_open`, `pidfd_getfd`); `proc.rs`: what
@@ -202,7 +202,7 @@ fn unix_queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
 }
 
 /// `SK_MEMINFO_DROPS` of `SO_MEMINFO` (Linux 4.12 and later): the SYNs and ACKs dropped on this
-/// listener because its queue was full.
+/// listener, for any reason (see `QueueStats::drops`).
 fn drops(socket: &Socket) -> Option<u32> {
     const VARS: usize = libc::SK_MEMINFO_DROPS as usize + 1;
     let mut info = [0u32; VARS];

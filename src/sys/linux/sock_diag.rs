@@ -39,7 +39,8 @@ pub(crate) struct DiagListener {
     pub(crate) queued: u32,
     /// The applied backlog.
     pub(crate) backlog: u32,
-    /// SYNs and ACKs dropped because the queue was full (TCP only).
+    /// Handshakes dropped on the listener, for any reason (`sk_drops`: its own `ListenDrops`);
+    /// TCP only, `None` before Linux 4.12.
     pub(crate) drops: Option<u32>,
 }
 
