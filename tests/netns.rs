@@ -207,16 +207,24 @@ fn drops_per_listener_equal_the_namespace_listen_drops() {
         assert_eq!(completed, 17);
         // Clients retransmit their SYNs from about 1 s on: read the listener between two equal
         // readings of the namespace counter, so that no drop falls between them.
-        let (stats, delta) = loop {
+        let port = listener.local_addr().unwrap().port();
+        let (stats, delta, surveyed) = loop {
             let first = namespace_listen_drops();
             let stats = listener.queue_stats().unwrap();
+            // The survey reads the same counter through sock_diag (INET_DIAG_SKMEMINFO).
+            let surveyed = maxlisten::survey::listeners()
+                .unwrap()
+                .into_iter()
+                .find(|l| l.local.as_socket_addr().map(|a| a.port()) == Some(port))
+                .expect("the survey lists the listener");
             if namespace_listen_drops() == first {
-                break (stats, first - before);
+                break (stats, first - before, surveyed);
             }
         };
         let dropped = stats.drops.unwrap();
         assert!(dropped > 0, "no drops counted");
         assert_eq!(dropped, delta);
+        assert_eq!(surveyed.drops, Some(dropped), "the survey's drops");
         // On any listener, through the free function, too.
         assert_eq!(
             maxlisten::queue_stats(&listener).unwrap().drops,

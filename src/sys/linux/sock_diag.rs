@@ -18,7 +18,11 @@ use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NlasIterator, Parseable, NLM_F_DUMP,
     NLM_F_REQUEST,
 };
-use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP};
+// INET_DIAG_SKMEMINFO: the `sk_meminfo` array of an inet socket; UNIX_DIAG_VFS: the inode and
+// device of the file a Unix socket is bound to.
+use netlink_packet_sock_diag::constants::{
+    AF_INET, AF_INET6, INET_DIAG_SKMEMINFO, IPPROTO_TCP, UNIX_DIAG_VFS,
+};
 use netlink_packet_sock_diag::inet::{self, ExtensionFlags, InetRequest, SocketId};
 use netlink_packet_sock_diag::unix::nlas::UnixDiagName;
 use netlink_packet_sock_diag::unix::{self, ShowFlags, UnixRequest};
@@ -49,10 +53,6 @@ const SOCK_DIAG_BY_FAMILY: u16 = 20;
 /// The netlink control messages that end an exchange.
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-/// `INET_DIAG_SKMEMINFO`: the `sk_meminfo` array of an inet socket.
-const INET_DIAG_SKMEMINFO: u16 = 4;
-/// `UNIX_DIAG_VFS`: the inode and device of the file a Unix socket is bound to.
-const UNIX_DIAG_VFS: u16 = 1;
 /// The fixed part of an inet answer (`struct inet_diag_msg`) and of a Unix answer
 /// (`struct unix_diag_msg`), before their attributes.
 const INET_DIAG_MSG_LEN: usize = 72;
@@ -388,6 +388,28 @@ mod tests {
         let new = answer(9);
         assert!(inet::InetResponse::parse(new.as_slice()).is_ok());
         assert_eq!(parse_inet(&new).unwrap().unwrap().drops, Some(5));
+    }
+
+    #[test]
+    fn a_call_interrupted_by_a_signal_is_made_again() {
+        let mut calls = 0;
+        let result = retry_eintr(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(io::Error::from_raw_os_error(libc::EINTR))
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(result.unwrap(), 3);
+        // Any other error is returned at once.
+        let mut calls = 0;
+        let result: io::Result<()> = retry_eintr(|| {
+            calls += 1;
+            Err(io::Error::from_raw_os_error(libc::EPERM))
+        });
+        assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::EPERM));
+        assert_eq!(calls, 1);
     }
 
     #[test]
