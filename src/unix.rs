@@ -289,7 +289,8 @@ impl ListenerBuilder {
             addr: addr.clone(),
             source,
         })?;
-        self.listen(socket, &addr)
+        self.listen_on(&socket, &addr)?;
+        Ok(self.listener(socket))
     }
 
     fn socket(&self, addr: &Address) -> Result<Socket, Error> {
@@ -308,11 +309,6 @@ impl ListenerBuilder {
                 })?;
         }
         Ok(socket)
-    }
-
-    fn listen(&self, socket: Socket, addr: &Address) -> Result<Listener, Error> {
-        self.listen_on(&socket, addr)?;
-        Ok(self.listener(socket))
     }
 
     fn listen_on(&self, socket: &Socket, addr: &Address) -> Result<(), Error> {
