@@ -142,7 +142,7 @@ pub fn own_netns(test: &str) -> bool {
         Err(e) => {
             let why = format!(
                 "a user namespace with a network namespace inside could not be made ({e}); \
-                 the kernel or a policy forbids it (user.max_user_namespaces, \
+                 the kernel or a policy forbids it (user.max_user_namespaces, a chroot, \
                  kernel.apparmor_restrict_unprivileged_userns)"
             );
             assert!(!in_ci(), "{name}: {why}, and CI=true forbids skipping it");
