@@ -91,7 +91,7 @@ fn child_adopts() {
         return;
     };
     let result = match case.as_str() {
-        "keep" => maxlisten::inherited_keep_backlog(),
+        "keep" | "keep-unknown" => maxlisten::inherited_keep_backlog(),
         // SAFETY: this test runs alone in its process (`--exact`), and its harness threads do
         // not touch the environment while it runs.
         "unset" => unsafe { maxlisten::inherited_and_unset_env() },
@@ -137,6 +137,19 @@ fn child_adopts() {
             assert_eq!(sockets.len(), 1);
             assert_eq!(sockets[0].backlog().applied(), Some(1));
             assert!(matches!(sockets[0].listener(), InheritedListener::Tcp(_)));
+        }
+        "keep-unknown" => {
+            // A Unix listener of another network namespace: sock_diag (of this one) cannot read
+            // it, so its backlog is unknown, not the system limit.
+            let sockets = result.unwrap();
+            assert_eq!(sockets.len(), 1);
+            let backlog = sockets[0].backlog();
+            assert_eq!(
+                backlog.source(),
+                maxlisten::BacklogSource::Unknown,
+                "{backlog}"
+            );
+            assert_eq!(backlog.applied(), None, "{backlog}");
         }
         "unset" => {
             let sockets = result.unwrap();
@@ -293,6 +306,32 @@ fn hand_over_by_hand() {
     );
     run_child("datagram", &[udp.as_raw_fd()], &one, None);
     run_child("not-open", &[t], &[("LISTEN_FDS", "2")], None);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `inherited_keep_backlog` reports what the kernel says of the socket, or unknown: never the
+/// system limit standing in (the old report gave a socket handed over with 16 this namespace's
+/// limit).
+#[test]
+fn keep_backlog_of_a_socket_the_kernel_cannot_read_is_unknown() {
+    if !own_netns("keep_backlog_of_a_socket_the_kernel_cannot_read_is_unknown") {
+        return;
+    }
+    let dir = temp_dir("inherited-unknown");
+    let path = dir.join("other-ns.sock");
+    // Made, with a backlog of 16, in a network namespace the child is not in.
+    let listener = in_netns(4096, || {
+        let s = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        s.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+        s.listen(16).unwrap();
+        s
+    });
+    run_child(
+        "keep-unknown",
+        &[listener.as_raw_fd()],
+        &[("LISTEN_FDS", "1")],
+        None,
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
