@@ -367,7 +367,8 @@ fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
             .args([
                 "sh",
                 "-c",
-                "sysctl -qw net.core.somaxconn=4096 && exec \"$0\" --once",
+                // Written directly: sysctl(8) is in /usr/sbin, not on every user's PATH.
+                "echo 4096 > /proc/sys/net/core/somaxconn && exec \"$0\" --once",
             ])
             .arg(&example)
             .stdout(Stdio::piped())
@@ -390,8 +391,17 @@ fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
         // The first connection starts the service.
         let mut web = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let second = lines.next().unwrap().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let mut next_line = || match lines.next() {
+            Some(line) => line.unwrap(),
+            None => {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                panic!("the service printed no more lines; its stderr:\n{text}");
+            }
+        };
+        let first = next_line();
+        let second = next_line();
         assert_eq!(
             first,
             format!("adopted fd 3 web: tcp 127.0.0.1:{port}, backlog 4096 (requested 2147483647, capped by the system limit; reported by the kernel)")

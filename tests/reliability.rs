@@ -122,7 +122,7 @@ fn privileged_port_without_permission() {
     run_child(
         "child_privileged_port",
         Some(&format!(
-            "exec unshare -n sh -c 'sysctl -qw net.ipv4.ip_unprivileged_port_start=2000 && \
+            "exec unshare -n sh -c 'echo 2000 > /proc/sys/net/ipv4/ip_unprivileged_port_start && \
              exec {drop_privileges} \"$@\"' sh \"$@\""
         )),
     );
@@ -228,7 +228,7 @@ fn name_resolution_never_blocks_the_runtime_thread() {
     )
     .unwrap();
     let wrapper = format!(
-        "exec unshare -n -m sh -c 'ip link set lo up && mount --bind {} /etc/resolv.conf && exec \"$@\"' sh \"$@\"",
+        "exec unshare -n -m sh -c 'mount --bind {} /etc/resolv.conf && exec \"$@\"' sh \"$@\"",
         resolv.display()
     );
     run_child("child_resolution_off_thread", Some(&wrapper));
@@ -246,7 +246,9 @@ fn child_resolution_off_thread() {
     if !is_child("child_resolution_off_thread") {
         return;
     }
-    // The DNS server: takes queries, answers none.
+    // In the new network namespace: lo up (by ioctl; ip(8) is in /usr/sbin, not on every
+    // user's PATH), then the DNS server: takes queries, answers none.
+    common::set_lo_up();
     let _blackhole = std::net::UdpSocket::bind("127.0.0.1:53").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

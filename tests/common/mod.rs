@@ -255,7 +255,7 @@ fn enter_new_netns() {
 }
 
 /// Brings `lo` of the calling thread's network namespace up.
-fn set_lo_up() {
+pub fn set_lo_up() {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { mem::zeroed() };
