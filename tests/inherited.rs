@@ -340,7 +340,7 @@ fn keep_backlog_of_a_socket_the_kernel_cannot_read_is_unknown() {
 /// them to 4096; `ss` agrees.
 #[test]
 fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
-    if !own_netns("systemd_socket_activate_hands_over") {
+    if !own_netns("systemd_socket_activate_hands_over_and_the_example_raises_both") {
         return;
     }
     let exe = std::env::current_exe().unwrap();

@@ -38,7 +38,7 @@ fn reports_exactly_the_namespace_limit() {
 
 #[test]
 fn a_listener_that_never_accepts_holds_limit_plus_one_and_std_holds_129_at_most() {
-    if !own_netns("a_listener_that_never_accepts_holds_limit_plus_one") {
+    if !own_netns("a_listener_that_never_accepts_holds_limit_plus_one_and_std_holds_129_at_most") {
         return;
     }
     for limit in [16u32, 300] {
@@ -114,7 +114,8 @@ fn set_backlog_takes_std_listener_from_128_to_the_limit() {
 
 #[test]
 fn under_a_burst_larger_than_the_backlog_every_connection_is_served_after_refresh() {
-    if !own_netns("under_a_burst_larger_than_the_backlog") {
+    if !own_netns("under_a_burst_larger_than_the_backlog_every_connection_is_served_after_refresh")
+    {
         return;
     }
     in_netns(16, || {

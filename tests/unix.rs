@@ -17,7 +17,7 @@ use maxlisten::{Address, BacklogSource, Error};
 
 #[test]
 fn reports_exactly_the_namespace_limit_and_ss_agrees() {
-    if !own_netns("unix reports_exactly_the_namespace_limit") {
+    if !own_netns("reports_exactly_the_namespace_limit_and_ss_agrees") {
         return;
     }
     let dir = temp_dir("unix-limit");
@@ -46,7 +46,7 @@ fn reports_exactly_the_namespace_limit_and_ss_agrees() {
 
 #[test]
 fn a_listener_that_never_accepts_holds_limit_plus_one_then_connect_gets_eagain() {
-    if !own_netns("unix holds limit plus one") {
+    if !own_netns("a_listener_that_never_accepts_holds_limit_plus_one_then_connect_gets_eagain") {
         return;
     }
     let limit = 16;
@@ -79,7 +79,7 @@ fn a_listener_that_never_accepts_holds_limit_plus_one_then_connect_gets_eagain()
 
 #[test]
 fn set_backlog_widens_std_and_tokio_unix_listeners() {
-    if !own_netns("unix set_backlog widens") {
+    if !own_netns("set_backlog_widens_std_and_tokio_unix_listeners") {
         return;
     }
     let dir = temp_dir("unix-widen");
