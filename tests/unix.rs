@@ -292,6 +292,51 @@ fn remove_stale_never_connects_to_a_live_server() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A socket bound to the path that has not called listen yet (a server starting, which knows
+/// nothing of the lock file) refuses connections, as a stale file does: the kernel still says it
+/// is bound, and it is kept.
+#[test]
+fn remove_stale_keeps_a_socket_bound_but_not_yet_listening() {
+    let dir = temp_dir("unix-stale-bound");
+    let path = dir.join("starting.sock");
+    let starting =
+        socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+    starting
+        .bind(&socket2::SockAddr::unix(&path).unwrap())
+        .unwrap();
+    let err = ListenerBuilder::new()
+        .remove_stale(true)
+        .bind(&path)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    assert_eq!(err.addr(), Some(&Address::Path(path.clone())));
+    // It listens now, at the path it kept.
+    starting.listen(1).unwrap();
+    let _client = UnixStream::connect(&path).unwrap();
+    starting.accept().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A listener that is gone leaves a stale file even while connections it accepted live on (they
+/// share its file, but nobody can connect there any more): that file is removed.
+#[test]
+fn remove_stale_removes_a_file_whose_listener_is_gone_but_connections_live() {
+    let dir = temp_dir("unix-stale-accepted");
+    let path = dir.join("drain.sock");
+    let old = UnixListener::bind(&path).unwrap();
+    let _client = UnixStream::connect(&path).unwrap();
+    let (_accepted, _) = old.accept().unwrap();
+    drop(old);
+    wait_refused(&path);
+    let new = ListenerBuilder::new()
+        .remove_stale(true)
+        .bind(&path)
+        .unwrap();
+    let _client = UnixStream::connect(&path).unwrap();
+    new.accept().unwrap();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// A live server whose queue is full made the old blocking connect wait without a limit.
 #[test]
 fn a_server_with_a_full_queue_does_not_make_bind_hang() {

@@ -230,12 +230,15 @@ pub(crate) fn unix_bound_file(inode: u64) -> io::Result<Option<Vfs>> {
     }
 }
 
-/// Whether any Unix socket of this network namespace, in any state (a listener, or one bound
-/// and about to listen), is bound to the file `stat(2)` described with `st_dev` and `st_ino`.
-/// Nothing connects to it: this is one `sock_diag` dump.
+/// Whether a Unix socket of this network namespace that listens, or is bound and not connected
+/// (about to listen, or a datagram server), is bound to the file `stat(2)` described with
+/// `st_dev` and `st_ino`. Connections a listener accepted share its file but do not count: once
+/// the listener is gone, nobody can connect there. Nothing connects to it: this is one
+/// `sock_diag` dump.
 pub(crate) fn unix_socket_bound_to(st_dev: u64, st_ino: u64) -> io::Result<bool> {
+    const TCP_CLOSE: u32 = 7;
     let request = SockDiagMessage::UnixRequest(UnixRequest {
-        state_flags: unix::StateFlags::all(),
+        state_flags: unix::StateFlags::LISTEN | unix::StateFlags::from_bits_retain(1 << TCP_CLOSE),
         inode: 0,
         show_flags: ShowFlags::VFS,
         cookie: [0xff; 8],
