@@ -3,8 +3,8 @@
 //! configuration and storage): Prometheus scrapes it every second, `up` is 1 and its HTTP API
 //! returns the series of a Python listener with the backlog the kernel applied; `promtool check
 //! metrics` passes on a scrape. Then: 50 concurrent scrapes are all answered (sharing
-//! collections), silent and slow clients are dropped after the header timeout while scrapes go
-//! on, garbage gets 400 (or a closed connection), oversized heads 431, unknown paths 404, other
+//! collections), silent and slow clients and idle keep-alive connections are dropped after the
+//! header timeout while scrapes go on, garbage gets 400 (or a closed connection), oversized heads 431, unknown paths 404, other
 //! methods 405, and many scrapes do not grow its memory.
 //!
 //! Needs root (private network namespaces): skipped with a message outside CI, a failure with
@@ -411,6 +411,25 @@ fn silent_and_slow_clients_are_dropped_and_scrapes_go_on() {
                 );
             }
         });
+        // A keep-alive client that scrapes once and then says nothing more.
+        let idle = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap();
+            s.set_read_timeout(Some(HEADER_TIMEOUT * 4)).unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 65536];
+            // The chunked response ends with a zero-length chunk; then the connection idles.
+            while !seen.ends_with(b"0\r\n\r\n") {
+                let n = s.read(&mut buf).expect("the response");
+                assert!(n > 0, "closed before the response ended");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            let idle_from = Instant::now();
+            let n = s.read(&mut buf).unwrap_or(0);
+            assert_eq!(n, 0, "data on an idle keep-alive connection");
+            idle_from.elapsed()
+        });
         // A scrape is answered once the silent ones time out (they wait in the kernel's queue
         // meanwhile, not in the exporter's memory).
         let (status, _, body) = get(port, "GET", "/metrics");
@@ -438,6 +457,9 @@ fn silent_and_slow_clients_are_dropped_and_scrapes_go_on() {
             }
             let _ = s.shutdown(Shutdown::Both);
         }
+        let idle_for = idle.join().unwrap();
+        eprintln!("an idle keep-alive connection was closed after {idle_for:?}");
+        assert!(idle_for < HEADER_TIMEOUT * 3, "{idle_for:?}");
         let slow_for = slow.join().unwrap();
         eprintln!("the slow client was dropped after {slow_for:?}");
         assert!(
