@@ -7,8 +7,9 @@
 //! header timeout while scrapes go on, garbage gets 400 (or a closed connection), oversized heads 431, unknown paths 404, other
 //! methods 405, and many scrapes do not grow its memory.
 //!
-//! Needs root (private network namespaces): skipped with a message outside CI, a failure with
-//! `CI=true`; so is a missing `prometheus`/`promtool` (Debian package `prometheus`).
+//! Runs for any user, in a user namespace of its own with network namespaces inside; a missing
+//! `prometheus`/`promtool` (Debian package `prometheus`) skips with a message outside CI and is a
+//! failure with `CI=true`.
 
 #![cfg(all(target_os = "linux", feature = "cli"))]
 
@@ -20,7 +21,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{in_netns, require_root, temp_dir};
+use common::{in_netns, own_netns, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 /// The exporter's header timeout (src/bin/maxlisten/exporter.rs).
@@ -156,7 +157,7 @@ fn query(prom: u16, expr: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn prometheus_scrapes_the_exporter() {
-    if !require_root("prometheus_scrapes_the_exporter")
+    if !own_netns("prometheus_scrapes_the_exporter")
         || !have("prometheus_scrapes_the_exporter", "prometheus")
         || !have("prometheus_scrapes_the_exporter", "promtool")
     {
@@ -266,7 +267,7 @@ fn prometheus_scrapes_the_exporter() {
 
 #[test]
 fn exporter_answers_what_it_must_and_refuses_the_rest() {
-    if !require_root("exporter_answers_what_it_must_and_refuses_the_rest") {
+    if !own_netns("exporter_answers_what_it_must_and_refuses_the_rest") {
         return;
     }
     in_netns(4096, || {
@@ -330,7 +331,7 @@ fn exporter_answers_what_it_must_and_refuses_the_rest() {
 
 #[test]
 fn fifty_concurrent_scrapes_share_collections() {
-    if !require_root("fifty_concurrent_scrapes_share_collections") {
+    if !own_netns("fifty_concurrent_scrapes_share_collections") {
         return;
     }
     in_netns(4096, || {
@@ -384,7 +385,7 @@ fn fifty_concurrent_scrapes_share_collections() {
 
 #[test]
 fn silent_and_slow_clients_are_dropped_and_scrapes_go_on() {
-    if !require_root("silent_and_slow_clients_are_dropped_and_scrapes_go_on") {
+    if !own_netns("silent_and_slow_clients_are_dropped_and_scrapes_go_on") {
         return;
     }
     in_netns(4096, || {
@@ -486,7 +487,7 @@ fn memory(pid: u32) -> (u64, u64) {
 
 #[test]
 fn many_scrapes_do_not_grow_its_memory() {
-    if !require_root("many_scrapes_do_not_grow_its_memory") {
+    if !own_netns("many_scrapes_do_not_grow_its_memory") {
         return;
     }
     in_netns(4096, || {
