@@ -18,6 +18,7 @@ mod common;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -204,8 +205,12 @@ fn prometheus_scrapes_the_exporter() {
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - {}\n\
                  scrape_configs:\n  - job_name: maxlisten\n    static_configs:\n      \
-                 - targets: ['127.0.0.1:{port}']\n"
+                 - targets: ['127.0.0.1:{port}']\n",
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("deploy/prometheus/alerts.yml")
+                    .display()
             ),
         )
         .unwrap();
@@ -261,6 +266,55 @@ fn prometheus_scrapes_the_exporter() {
             &format!("maxlisten_listener_backlog{{local=\"127.0.0.1:{port}\"}}"),
         );
         assert_eq!(own[0]["value"][1], "3000", "{own:?}");
+
+        // deploy/prometheus/alerts.yml on these real series: every rule evaluates, and python's
+        // listener below the limit makes MaxlistenBacklogBelowLimit pending (for: 30m).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, _, body) = get(prom, "GET", "/api/v1/rules");
+            let rules: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let all: Vec<&serde_json::Value> = rules["data"]["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["rules"].as_array().unwrap())
+                .collect();
+            assert!(all.len() >= 2, "alerts.yml not loaded: {body}");
+            let (_, _, body) = get(prom, "GET", "/api/v1/alerts");
+            let alerts: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let pending = alerts["data"]["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| {
+                    a["labels"]["alertname"] == "MaxlistenBacklogBelowLimit"
+                        && a["labels"]["local"] == format!("127.0.0.1:{py_port}").as_str()
+                        && a["state"] == "pending"
+                        && a["value"].as_str().is_some_and(|v| v.starts_with('8'))
+                });
+            let evaluated = all.iter().all(|r| r["health"] == "ok");
+            if pending && evaluated {
+                eprintln!(
+                    "alerts.yml: {} rules evaluate; MaxlistenBacklogBelowLimit pending for python3",
+                    all.len()
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rules {:?}, alerts {alerts}",
+                all.iter()
+                    .map(|r| (&r["name"], &r["health"], &r["lastError"]))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        // The exporter's own listener, at the limit, is not below it: no alert for it.
+        let (_, _, body) = get(prom, "GET", "/api/v1/alerts");
+        assert!(
+            !body.contains(&format!("\"local\":\"127.0.0.1:{port}\"")),
+            "{body}"
+        );
     });
     let _ = std::fs::remove_dir_all(dir);
 }
