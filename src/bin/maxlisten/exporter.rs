@@ -348,6 +348,11 @@ async fn serve(listen: &str, collect: Arc<Collect>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    serve_on(listener, collect).await
+}
+
+/// Serves `collect` on `listener` until SIGTERM or SIGINT.
+async fn serve_on(listener: tokio::net::TcpListener, collect: Arc<Collect>) -> ExitCode {
     let state = Arc::new(State {
         collect,
         inflight: Mutex::new(None),
@@ -415,5 +420,72 @@ async fn shutdown() {
             );
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// Serves `collect` on a loopback port in a thread of its own (a runtime like the
+    /// exporter's); the port.
+    fn start(collect: Arc<Collect>) -> u16 {
+        let std = maxlisten::ListenerBuilder::new()
+            .nonblocking(true)
+            .bind("127.0.0.1:0")
+            .unwrap()
+            .into_std();
+        let port = std.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .max_blocking_threads(1)
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std).unwrap();
+                serve_on(listener, collect).await
+            })
+        });
+        port
+    }
+
+    fn scrape(port: u16) -> String {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    }
+
+    #[test]
+    fn a_failed_collection_answers_with_success_0() {
+        let port = start(Arc::new(|| {
+            Err("sock_diag inet dump: Permission denied".into())
+        }));
+        for _ in 0..3 {
+            let text = scrape(port);
+            assert!(text.starts_with("HTTP/1.0 200"), "{text}");
+            assert!(text.contains("\nmaxlisten_collect_success 0\n"), "{text}");
+            assert!(!text.contains("maxlisten_listener_backlog"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_collection_that_panics_does_not_stop_the_exporter() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = Arc::clone(&calls);
+        let port = start(Arc::new(move || {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("a bug in a collection")
+        }));
+        for _ in 0..3 {
+            let text = scrape(port);
+            assert!(text.contains("\nmaxlisten_collect_success 0\n"), "{text}");
+        }
+        // Each scrape collected again: the panic did not wedge the single flight.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
     }
 }
