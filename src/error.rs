@@ -183,6 +183,24 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Opening, checking or entering a network namespace failed
+    /// ([`netns::Netns`](crate::netns::Netns)): `netns` names it (a path such as
+    /// `/proc/PID/ns/net` or `/run/netns/NAME`, or its inode), `step` says what was being done
+    /// (`open`, `check that it is a network namespace`, `setns`, ...), and the message says what
+    /// is missing where the OS error tells: `CAP_SYS_ADMIN` to enter another namespace
+    /// (`EPERM` from `setns`), ptrace read access (`CAP_SYS_PTRACE`) to open another user's
+    /// `/proc/PID/ns/net`, a process or name that does not exist. The OS error is the
+    /// [`source`](std::error::Error::source) and is not repeated in the message.
+    #[error("network namespace {netns}: {step}{}", NamespaceHint(step, source))]
+    Namespace {
+        /// The namespace: the path, pid or name it was asked by, or its inode.
+        netns: String,
+        /// The step that failed.
+        step: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+
     /// A descriptor handed over by socket activation is not a listening stream socket, or
     /// could not be examined or prepared: `ENOTSOCK`, `EBADF`, or kind `InvalidInput` for a
     /// socket of the wrong type or one that does not listen. Nothing was adopted.
@@ -247,7 +265,8 @@ impl Error {
             | Error::Query { source, .. }
             | Error::Register { source, .. }
             | Error::Inherited { source, .. }
-            | Error::Foreign { source, .. } => Some(source),
+            | Error::Foreign { source, .. }
+            | Error::Namespace { source, .. } => Some(source),
             Error::NoAddresses
             | Error::NotListening { .. }
             | Error::Environment { .. }
@@ -282,7 +301,8 @@ impl Error {
             | Error::AllAddressesFailed { .. }
             | Error::Environment { .. }
             | Error::Inherited { .. }
-            | Error::Foreign { .. } => None,
+            | Error::Foreign { .. }
+            | Error::Namespace { .. } => None,
         }
     }
 }
@@ -349,6 +369,37 @@ impl fmt::Display for ForeignHint<'_> {
             Some(libc::ESRCH) => "; the process is gone",
             Some(libc::EBADF) => "; the process has no such descriptor",
             _ => "",
+        };
+        f.write_str(hint)
+    }
+}
+
+/// What an OS error on a network namespace says is missing (the error itself is the source).
+struct NamespaceHint<'a>(&'a str, &'a io::Error);
+
+impl fmt::Display for NamespaceHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let NamespaceHint(step, source) = *self;
+        let permission = matches!(
+            source.raw_os_error(),
+            Some(libc::EPERM) | Some(libc::EACCES)
+        ) || source.kind() == io::ErrorKind::PermissionDenied;
+        let hint = if step == "setns" && permission {
+            ": entering another network namespace needs CAP_SYS_ADMIN over its user namespace \
+             (run as root)"
+        } else if step == "setns" && source.raw_os_error() == Some(libc::EINVAL) {
+            ": not a network namespace"
+        } else if step != "open" {
+            ""
+        } else if permission {
+            ": permission denied; another process's namespace needs ptrace read access \
+             (CAP_SYS_PTRACE, or the same user)"
+        } else if source.raw_os_error() == Some(libc::ENOENT) {
+            ": no such process, file or name"
+        } else if source.raw_os_error() == Some(libc::ESRCH) {
+            ": the process is gone"
+        } else {
+            ""
         };
         f.write_str(hint)
     }

@@ -159,11 +159,15 @@
 mod address;
 mod backlog;
 mod builder;
+pub mod container;
 mod control;
 mod error;
 #[cfg(unix)]
 mod inherited;
 mod listener;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub mod netns;
 mod queue;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]

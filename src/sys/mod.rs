@@ -83,7 +83,7 @@ pub(crate) use os::listen_note;
 pub(crate) use unix::{check_open_socket, set_cloexec, set_unix_mode_before_bind};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use os::{own_pidfd_id, pidfd, proc, sock_diag};
+pub(crate) use os::{netns, own_pidfd_id, pidfd, proc, sock_diag};
 
 /// No pidfds here: `LISTEN_PIDFDID` cannot be checked, and `LISTEN_PID` alone decides.
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]

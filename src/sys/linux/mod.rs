@@ -9,7 +9,8 @@
 //! - A Unix listener has neither: its backlog and queue come from `sock_diag` (see
 //!   `sock_diag.rs`), asked by the socket's inode.
 //! - `pidfd.rs`: another process's descriptors (`pidfd_open`, `pidfd_getfd`); `proc.rs`: what
-//!   `/proc` says about processes (their socket descriptors, command names).
+//!   `/proc` says about processes (their socket descriptors, command names, threads, cgroups);
+//!   `netns.rs`: network namespace files, and `setns` in a thread made for it.
 
 use std::io;
 use std::mem;
@@ -19,6 +20,7 @@ use std::sync::OnceLock;
 use libc::c_int;
 use socket2::Socket;
 
+pub(crate) mod netns;
 pub(crate) mod pidfd;
 pub(crate) mod proc;
 pub(crate) mod sock_diag;

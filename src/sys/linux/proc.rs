@@ -1,11 +1,14 @@
 //! What `/proc` says about processes: which descriptors of a process are sockets (and their
-//! inodes), and its command name. Plain facts; the survey builds its types from them.
+//! inodes), its command name, its threads and the network namespace of each, its cgroup, fields
+//! of its `status`, and how `/proc` is mounted. Plain facts; the survey builds its types from
+//! them.
 //!
 //! `/proc` is the one this process sees: its PID namespace's, as mounted.
 
 use std::fs;
 use std::io;
 use std::os::fd::RawFd;
+use std::path::PathBuf;
 
 /// Every process id in `/proc`.
 pub(crate) fn pids() -> io::Result<Vec<u32>> {
@@ -66,6 +69,81 @@ pub(crate) fn command(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The thread ids of `pid` (`/proc/PID/task`); `Err` with `NotFound` once the process is gone.
+pub(crate) fn tasks(pid: u32) -> io::Result<Vec<u32>> {
+    Ok(fs::read_dir(format!("/proc/{pid}/task"))?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// The path of the network namespace link of thread `tid` of process `pid`.
+pub(crate) fn task_netns_path(pid: u32, tid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/task/{tid}/ns/net"))
+}
+
+/// The inode of the network namespace of thread `tid` of `pid`, from its `net:[INODE]` link.
+/// Reading it needs ptrace read access, as opening it does (`EACCES` otherwise); `NotFound`
+/// once the thread is gone.
+pub(crate) fn task_netns_inode(pid: u32, tid: u32) -> io::Result<u64> {
+    let target = fs::read_link(task_netns_path(pid, tid))?;
+    target
+        .to_str()
+        .and_then(|t| t.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a net:[INODE] link"))
+}
+
+/// The text of `/proc/PID/cgroup` (`0::/PATH` on cgroup v2; one line per hierarchy on v1).
+#[allow(dead_code)] // the survey's owners (next)
+pub(crate) fn cgroup(pid: u32) -> io::Result<String> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+}
+
+/// One field of `/proc/PID/status` (`Tgid`, `NSpid`, `CapEff`, ...), its value trimmed.
+pub(crate) fn status_field(pid: u32, field: &str) -> io::Result<Option<String>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(find_field(&status, field))
+}
+
+fn find_field(status: &str, field: &str) -> Option<String> {
+    status.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name == field).then(|| value.trim().to_owned())
+    })
+}
+
+/// The effective capability set of this process (`CapEff` of `/proc/self/status`), as bits
+/// numbered like `CAP_SYS_ADMIN` (21) and `CAP_SYS_PTRACE` (19).
+pub(crate) fn own_capabilities() -> io::Result<u64> {
+    let value = status_field(std::process::id(), "CapEff")?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff in status"))?;
+    u64::from_str_radix(&value, 16).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The `hidepid=` option of the `/proc` this process sees (`/proc/self/mountinfo`), if any:
+/// `"invisible"`, `"noaccess"`, `"ptraceable"`, or `"1"`/`"2"` on older kernels.
+#[allow(dead_code)] // the survey's reasons (next)
+pub(crate) fn proc_hidepid() -> Option<String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    hidepid_of(&mountinfo)
+}
+
+#[allow(dead_code)]
+fn hidepid_of(mountinfo: &str) -> Option<String> {
+    mountinfo.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+        let dash = fields.iter().position(|f| *f == "-")?;
+        if fields.get(4) != Some(&"/proc") || fields.get(dash + 1) != Some(&"proc") {
+            return None;
+        }
+        fields.get(dash + 3)?.split(',').find_map(|option| {
+            let value = option.strip_prefix("hidepid=")?;
+            (value != "0" && value != "off").then(|| value.to_owned())
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +166,39 @@ mod tests {
         assert!(found.iter().any(|(f, _)| *f == fd), "{found:?}");
         assert!(pids().unwrap().contains(&std::process::id()));
         assert!(!command(std::process::id()).is_empty());
+    }
+
+    #[test]
+    fn own_threads_and_their_namespace() {
+        let me = std::process::id();
+        let tasks = tasks(me).unwrap();
+        assert!(tasks.contains(&me), "{tasks:?}");
+        let link = fs::read_link("/proc/self/ns/net").unwrap();
+        let inode = task_netns_inode(me, me).unwrap();
+        assert_eq!(link.to_str().unwrap(), format!("net:[{inode}]"));
+        assert_eq!(status_field(me, "Tgid").unwrap(), Some(me.to_string()));
+        assert!(!cgroup(me).unwrap().is_empty());
+        own_capabilities().unwrap();
+    }
+
+    #[test]
+    fn status_fields_parse() {
+        let status = "Name:\tnginx\nTgid:\t812\nNSpid:\t812\t1\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(find_field(status, "Tgid").as_deref(), Some("812"));
+        assert_eq!(find_field(status, "NSpid").as_deref(), Some("812\t1"));
+        assert_eq!(find_field(status, "Pid"), None);
+    }
+
+    #[test]
+    fn hidepid_is_read_from_mountinfo() {
+        let plain = "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n";
+        assert_eq!(hidepid_of(plain), None);
+        let hidden = "22 1 0:21 / /proc rw,relatime shared:12 - proc proc rw,hidepid=invisible\n\
+                      23 1 0:22 / /sys rw - sysfs sysfs rw\n";
+        assert_eq!(hidepid_of(hidden).as_deref(), Some("invisible"));
+        let old = "22 1 0:21 / /proc rw - proc proc rw,hidepid=2,gid=4\n";
+        assert_eq!(hidepid_of(old).as_deref(), Some("2"));
+        let elsewhere = "30 1 0:40 / /mnt/proc rw - proc proc rw,hidepid=2\n";
+        assert_eq!(hidepid_of(elsewhere), None);
     }
 }
