@@ -186,7 +186,7 @@ pub enum Error {
     /// Opening, checking or entering a network namespace failed
     /// ([`netns::Netns`](crate::netns::Netns)): `netns` names it (a path such as
     /// `/proc/PID/ns/net` or `/run/netns/NAME`, or its inode), `step` says what was being done
-    /// (`open`, `check that it is a network namespace`, `setns`, ...), and the message says what
+    /// (`open`, `setns`, `not a namespace file`, ...), and the message says what
     /// is missing where the OS error tells: `CAP_SYS_ADMIN` to enter another namespace
     /// (`EPERM` from `setns`), ptrace read access (`CAP_SYS_PTRACE`) to open another user's
     /// `/proc/PID/ns/net`, a process or name that does not exist. The OS error is the

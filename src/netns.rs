@@ -176,9 +176,9 @@ impl Netns {
     /// # Errors
     ///
     /// [`Error::Namespace`]: step `open` with the OS error (`NotFound`, `PermissionDenied`);
-    /// step `check that it is a network namespace` with `InvalidInput` for a file that is not a
-    /// namespace (a plain file under `/run/netns` whose mount is gone) or a namespace of
-    /// another kind (`/proc/PID/ns/mnt`).
+    /// kind `InvalidInput` for a file that is not a namespace (a plain file under `/run/netns`
+    /// whose mount is gone) or a namespace of another kind (`/proc/PID/ns/mnt`), the message
+    /// saying which.
     ///
     /// ```
     /// let err = maxlisten::netns::Netns::open("/proc/self/ns/uts").unwrap_err();
@@ -266,17 +266,23 @@ impl Netns {
         };
         let fd = raw::open(path).map_err(|e| failed("open", e))?;
         if check {
-            const STEP: &str = "check that it is a network namespace";
-            let not =
-                |what: String| failed(STEP, io::Error::new(io::ErrorKind::InvalidInput, what));
-            match raw::kind(fd.as_fd()).map_err(|e| failed(STEP, e))? {
+            let not = |step, what: String| {
+                failed(step, io::Error::new(io::ErrorKind::InvalidInput, what))
+            };
+            match raw::kind(fd.as_fd()).map_err(|e| failed("fstatfs", e))? {
                 raw::Kind::Net | raw::Kind::Unchecked => {}
                 raw::Kind::Other(flag) => {
-                    return Err(not(format!(
-                        "a namespace of another kind (CLONE_NEW* flag {flag:#x})"
-                    )))
+                    return Err(not(
+                        "a namespace of another kind, not a network namespace (NS_GET_NSTYPE)",
+                        format!("CLONE_NEW* flag {flag:#x}"),
+                    ))
                 }
-                raw::Kind::NotNsfs => return Err(not("not a namespace file".into())),
+                raw::Kind::NotNsfs => {
+                    return Err(not(
+                        "not a namespace file (fstatfs: not nsfs)",
+                        "not a namespace file".into(),
+                    ))
+                }
             }
         }
         let (dev, inode) = raw::id(fd.as_fd()).map_err(|e| failed("fstat", e))?;
