@@ -117,6 +117,22 @@ pub(crate) fn current_id() -> io::Result<(u64, u64)> {
     id_of_path(Path::new("/proc/thread-self/ns/net"))
 }
 
+/// The name of network device `index` in the calling thread's namespace (`if_indextoname`),
+/// `None` if it has none there.
+#[allow(dead_code)] // the survey's bound devices (next)
+pub(crate) fn interface_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` is a live array of IF_NAMESIZE bytes, as if_indextoname requires; it returns
+    // `buf` holding a NUL-terminated name, or NULL.
+    let name = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: if_indextoname succeeded, so `buf` holds a NUL-terminated string.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
+}
+
 /// Runs `f` on a new thread that first enters the network namespace `fd` (`setns`), and
 /// returns what it returns; the thread ends with it. The caller's thread is never moved.
 ///
@@ -163,6 +179,15 @@ mod tests {
         let link = std::fs::read_link("/proc/self/ns/net").unwrap();
         assert_eq!(link.to_str().unwrap(), format!("net:[{ino}]"));
         assert_eq!(current_id().unwrap(), id(fd.as_fd()).unwrap());
+    }
+
+    #[test]
+    fn loopback_has_a_name() {
+        // SAFETY: if_nametoindex takes a NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        assert_ne!(index, 0);
+        assert_eq!(interface_name(index).as_deref(), Some("lo"));
+        assert_eq!(interface_name(u32::MAX), None);
     }
 
     #[test]
