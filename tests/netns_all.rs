@@ -115,18 +115,19 @@ fn run_sees_the_namespace_own_listeners_and_leaves_the_caller_where_it_was() {
     let before = Netns::current().unwrap();
     for fixture in &fixtures {
         let ns = Netns::of_pid(fixture.pid).unwrap();
-        let (survey, hello) = ns
+        let (survey, limit, hello) = ns
             .run(|| {
                 let survey = maxlisten::survey::survey().unwrap();
+                let limit = maxlisten::system_limit();
                 // A socket made inside belongs to the namespace: it reaches the server there.
                 let mut stream = std::net::TcpStream::connect(("127.0.0.1", PORT)).unwrap();
                 let mut hello = String::new();
                 stream.read_to_string(&mut hello).unwrap();
-                (survey, hello)
+                (survey, limit, hello)
             })
             .unwrap();
         assert_eq!(hello, "hello\n");
-        assert_eq!(survey.limit, Some(fixture.limit), "{:?}", fixture.kind);
+        assert_eq!(limit, Some(fixture.limit), "{:?}", fixture.kind);
         let listener = survey
             .listeners
             .iter()

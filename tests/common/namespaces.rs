@@ -6,7 +6,7 @@
 //! assertion. Needs root.
 #![allow(dead_code)] // each test file uses a part
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -102,6 +102,8 @@ pub struct Fixture {
     /// servers; for a container, the `unshare` process, which is in the namespace too).
     pub pid: u32,
     child: Child,
+    /// The Unix sockets' paths, removed on drop.
+    paths: Vec<String>,
 }
 
 static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -159,26 +161,42 @@ impl Fixture {
             .stdin(Stdio::null())
             .spawn()
             .expect("start the namespace");
+        let paths = servers
+            .iter()
+            .filter_map(|s| match s {
+                Server::PythonUnix { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
         let mut fixture = Fixture {
             kind,
             limit,
             name,
             pid: child.id(),
             child,
+            paths,
         };
-        let stdout = fixture.child.stdout.take().unwrap();
+        // Each server prints "ready" once it listens; their writes may interleave.
+        let mut stdout = fixture.child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line).is_err() {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
                     break;
                 }
             }
         });
-        for _ in servers {
-            match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok(Ok(line)) if line == "ready" => {}
-                other => panic!("a server of {kind:?} did not start: {other:?}"),
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while String::from_utf8_lossy(&seen).matches("ready").count() < servers.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => seen.extend(bytes),
+                Err(_) => panic!(
+                    "the servers of {kind:?} did not all start: {:?}",
+                    String::from_utf8_lossy(&seen)
+                ),
             }
         }
         fixture
@@ -207,6 +225,7 @@ impl Fixture {
             pid: 0,
             name: Some(name),
             child,
+            paths: Vec::new(),
         }
     }
 
@@ -272,6 +291,106 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Every process started under it (the servers, and for a container its first process), in
+    /// the host's PID namespace.
+    pub fn descendants(&self) -> Vec<u32> {
+        let mut found = vec![self.pid];
+        let mut i = 0;
+        while i < found.len() {
+            found.extend(children(found[i]));
+            i += 1;
+        }
+        found.remove(0);
+        found
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("PPid:"))
+                        .and_then(|v| v.trim().parse::<u32>().ok())
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// A cgroup (v2) named the way a container runtime names one, under a directory of this test
+/// process's own; removed on drop (declare it before the fixture whose processes it holds, so
+/// that they are gone first).
+pub struct Cgroup {
+    /// The directories made, outermost first.
+    made: Vec<std::path::PathBuf>,
+    /// Its path as /proc/PID/cgroup shows it.
+    pub path: String,
+}
+
+/// The cgroup v2 mount: /sys/fs/cgroup itself, or /sys/fs/cgroup/unified on a hybrid system.
+fn cgroup2_root() -> std::path::PathBuf {
+    for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        if std::path::Path::new(root).join("cgroup.procs").exists() {
+            return root.into();
+        }
+    }
+    panic!("no cgroup v2 hierarchy mounted");
+}
+
+impl Cgroup {
+    /// Makes the cgroup `/maxlisten-test-PID-N/<shape>` (`shape` as a runtime names it, e.g.
+    /// `system.slice/docker-<id>.scope`) and moves `pids` into it.
+    pub fn new(shape: &str, pids: &[u32]) -> Cgroup {
+        let root = cgroup2_root();
+        let top = format!(
+            "maxlisten-test-{}-{}",
+            std::process::id(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        );
+        let relative = std::path::Path::new(&top).join(shape.trim_start_matches('/'));
+        let mut made = Vec::new();
+        let mut dir = root.clone();
+        for part in relative.components() {
+            dir.push(part);
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            made.push(dir.clone());
+        }
+        for pid in pids {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", dir.display()));
+        }
+        Cgroup {
+            made,
+            path: format!("/{}", relative.display()),
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        for dir in self.made.iter().rev() {
+            // Empty once its processes have exited (a moment after they were killed).
+            while std::fs::remove_dir(dir).is_err()
+                && dir.exists()
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
 /// Whether the Unix server at `path` answers "hello" (path sockets are reachable from any
 /// network namespace).
 pub fn unix_answers(path: &str) -> bool {
@@ -309,6 +428,9 @@ impl Drop for Fixture {
                 }
             }
             let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
