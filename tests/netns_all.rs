@@ -7,15 +7,13 @@
 #![cfg(target_os = "linux")]
 
 mod common;
-#[path = "common/namespaces.rs"]
-mod namespaces;
 
 use std::io::Read;
 use std::process::Command;
 
 use common::require_root;
 use maxlisten::netns::Netns;
-use namespaces::{Fixture, Kind, Server};
+use common::namespaces::{Fixture, Kind, Server};
 
 const PORT: u16 = 8080;
 const BACKLOG: i32 = 7;

@@ -163,6 +163,65 @@ pub(crate) fn run_inside<T: Send>(
     })
 }
 
+/// Runs `f` once for each namespace of `fds` and returns the results in order. The namespaces
+/// are shared out among up to `workers` new threads, each of which enters its namespaces in
+/// turn (`setns`) before calling `f` for each; the threads end after their last. The caller's
+/// thread is never moved. Each result is `f`'s, or the `setns` error for that namespace (`f`
+/// then is not called for it). A panic in `f` is resumed on the caller's thread.
+pub(crate) fn run_inside_each<T: Send>(
+    fds: &[BorrowedFd<'_>],
+    workers: usize,
+    f: impl Fn(usize) -> T + Sync,
+) -> io::Result<Vec<io::Result<T>>> {
+    let raws: Vec<i32> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let workers = workers.clamp(1, raws.len().max(1));
+    let f = &f;
+    std::thread::scope(|scope| {
+        let mut handles = Vec::with_capacity(workers);
+        for worker in 0..workers {
+            // Worker w takes namespaces w, w + workers, w + 2 * workers, ...
+            let mine: Vec<(usize, i32)> = raws
+                .iter()
+                .copied()
+                .enumerate()
+                .skip(worker)
+                .step_by(workers)
+                .collect();
+            let handle = std::thread::Builder::new()
+                .name("maxlisten-netns".into())
+                .spawn_scoped(scope, move || {
+                    mine.into_iter()
+                        .map(|(i, raw)| {
+                            // SAFETY: as in `run_inside`: the descriptors stay open for the
+                            // whole scope (the caller borrows them), and setns moves only this
+                            // thread, which was made for it and ends after its last namespace.
+                            if unsafe { libc::setns(raw, libc::CLONE_NEWNET) } != 0 {
+                                return (i, Err(io::Error::last_os_error()));
+                            }
+                            (i, Ok(f(i)))
+                        })
+                        .collect::<Vec<_>>()
+                })?;
+            handles.push(handle);
+        }
+        let mut results: Vec<Option<io::Result<T>>> = (0..raws.len()).map(|_| None).collect();
+        for handle in handles {
+            match handle.join() {
+                Ok(done) => {
+                    for (i, result) in done {
+                        results[i] = Some(result);
+                    }
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(io::Error::other("not run"))))
+            .collect())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,8 +93,17 @@ pub(crate) fn task_netns_inode(pid: u32, tid: u32) -> io::Result<u64> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a net:[INODE] link"))
 }
 
+/// What descriptor `fd` of `pid` is (`/proc/PID/fd/FD`: `socket:[INODE]`, a path, ...).
+pub(crate) fn fd_target(pid: u32, fd: RawFd) -> io::Result<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+}
+
+/// Whether `/proc/PID` exists (the process is alive, or a zombie).
+pub(crate) fn exists(pid: u32) -> bool {
+    fs::symlink_metadata(format!("/proc/{pid}")).is_ok()
+}
+
 /// The text of `/proc/PID/cgroup` (`0::/PATH` on cgroup v2; one line per hierarchy on v1).
-#[allow(dead_code)] // the survey's owners (next)
 pub(crate) fn cgroup(pid: u32) -> io::Result<String> {
     fs::read_to_string(format!("/proc/{pid}/cgroup"))
 }
@@ -122,13 +131,11 @@ pub(crate) fn own_capabilities() -> io::Result<u64> {
 
 /// The `hidepid=` option of the `/proc` this process sees (`/proc/self/mountinfo`), if any:
 /// `"invisible"`, `"noaccess"`, `"ptraceable"`, or `"1"`/`"2"` on older kernels.
-#[allow(dead_code)] // the survey's reasons (next)
 pub(crate) fn proc_hidepid() -> Option<String> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
     hidepid_of(&mountinfo)
 }
 
-#[allow(dead_code)]
 fn hidepid_of(mountinfo: &str) -> Option<String> {
     mountinfo.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -150,12 +157,6 @@ fn hidepid_of(mountinfo: &str) -> Option<String> {
 pub(crate) fn thread_netns() -> Option<String> {
     let link = fs::read_link("/proc/thread-self/ns/net").ok()?;
     Some(link.to_string_lossy().into_owned())
-}
-
-/// The inode of the calling thread's network namespace (what [`thread_netns`] shows in
-/// brackets).
-pub(crate) fn thread_netns_inode() -> Option<u64> {
-    std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/thread-self/ns/net").ok()?).into()
 }
 
 /// The kernel's counters and settings that bear on accept queues, of the calling thread's
@@ -200,7 +201,8 @@ mod tests {
         assert_eq!(tcp_ext("", "ListenDrops"), None);
         let own = kernel_counters();
         assert!(own.listen_drops.is_some() && own.listen_overflows.is_some());
-        let inode = thread_netns_inode().unwrap();
+        let inode =
+            std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/thread-self/ns/net").unwrap());
         assert_eq!(thread_netns(), Some(format!("net:[{inode}]")));
     }
 
