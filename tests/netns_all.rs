@@ -11,9 +11,9 @@ mod common;
 use std::io::Read;
 use std::process::Command;
 
+use common::namespaces::{Fixture, Kind, Server};
 use common::require_root;
 use maxlisten::netns::Netns;
-use common::namespaces::{Fixture, Kind, Server};
 
 const PORT: u16 = 8080;
 const BACKLOG: i32 = 7;

@@ -11,11 +11,11 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
+use common::namespaces::{token, unix_answers, Cgroup, Fixture, Kind, Server};
 use common::require_root;
 use maxlisten::container::Runtime;
 use maxlisten::netns::Netns;
 use maxlisten::survey::{self, ListenerInfo, Proto};
-use common::namespaces::{unix_answers, Cgroup, Fixture, Kind, Server};
 
 const PY: u16 = 8080;
 const NODE: u16 = 8081;
@@ -26,10 +26,7 @@ const POD: &str = "6b1f0c52-3a9e-4d7b-8c21-0f9e8d7c6b5a";
 /// The Unix listener's path, one per test and namespace kind (tests run at once).
 fn unix_path(test: &str, kind: Kind) -> String {
     std::env::temp_dir()
-        .join(format!(
-            "maxlisten-{}-{test}-{kind:?}.sock",
-            std::process::id()
-        ))
+        .join(format!("maxlisten-{}-{test}-{kind:?}.sock", token()))
         .display()
         .to_string()
 }

@@ -39,10 +39,13 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1])))
 s.listen(int(sys.argv[2]))
-print("ready", flush=True)
+print(sys.argv[3], flush=True)
 while True:
     c, _ = s.accept()
-    c.sendall(b"hello\n")
+    try:
+        c.sendall(b"hello\n")
+    except OSError:
+        pass  # a client that left first
     c.close()
 "#;
 
@@ -55,34 +58,35 @@ except FileNotFoundError:
 s = socket.socket(socket.AF_UNIX)
 s.bind(sys.argv[1])
 s.listen(int(sys.argv[2]))
-print("ready", flush=True)
+print(sys.argv[3], flush=True)
 while True:
     c, _ = s.accept()
-    c.sendall(b"hello\n")
+    try:
+        c.sendall(b"hello\n")
+    except OSError:
+        pass  # a client that left first
     c.close()
 "#;
 
 const NODE_TCP: &str = r#"
 const port = Number(process.argv[1]);
 require("net").createServer((c) => c.end("hello\n"))
-  .listen(port, "127.0.0.1", () => console.log("ready"));
+  .listen(port, "127.0.0.1", () => console.log(process.argv[2]));
 "#;
 
 impl Server {
-    /// The shell words that start it.
-    fn command(&self) -> String {
+    /// The shell words that start it; it prints `ready` once it listens.
+    fn command(&self, ready: &str) -> String {
         match self {
             Server::PythonTcp { port, backlog } => {
-                format!("python3 -c {} {port} {backlog}", quote(PYTHON_TCP))
+                format!("python3 -c {} {port} {backlog} {ready}", quote(PYTHON_TCP))
             }
-            Server::NodeTcp { port } => format!("node -e {} {port}", quote(NODE_TCP)),
-            Server::PythonUnix { path, backlog } => {
-                format!(
-                    "python3 -c {} {} {backlog}",
-                    quote(PYTHON_UNIX),
-                    quote(path)
-                )
-            }
+            Server::NodeTcp { port } => format!("node -e {} {port} {ready}", quote(NODE_TCP)),
+            Server::PythonUnix { path, backlog } => format!(
+                "python3 -c {} {} {backlog} {ready}",
+                quote(PYTHON_UNIX),
+                quote(path)
+            ),
         }
     }
 }
@@ -108,6 +112,18 @@ pub struct Fixture {
 
 static COUNT: AtomicUsize = AtomicUsize::new(0);
 
+/// A token unique to this test process on the host, even inside a PID namespace of its own
+/// (where its pid is 1 or so): its pid and the time it first asked.
+pub fn token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    })
+}
+
 /// A fresh `ip netns` name for this test process.
 pub fn fresh_name() -> String {
     format!(
@@ -122,8 +138,11 @@ impl Fixture {
     pub fn start(kind: Kind, limit: u32, servers: &[Server]) -> Fixture {
         let mut script =
             format!("set -e; ip link set lo up; echo {limit} > /proc/sys/net/core/somaxconn; ");
-        for server in servers {
-            script.push_str(&server.command());
+        let markers: Vec<String> = (0..servers.len())
+            .map(|i| format!("listening-{i}"))
+            .collect();
+        for (server, marker) in servers.iter().zip(&markers) {
+            script.push_str(&server.command(marker));
             script.push_str(" & ");
         }
         script.push_str("wait");
@@ -176,20 +195,25 @@ impl Fixture {
             child,
             paths,
         };
-        // Each server prints "ready" once it listens; their writes may interleave.
+        // Each server prints its own marker once it listens; their writes may interleave.
         let mut stdout = fixture.child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = [0u8; 256];
+            // Drained until every server is gone (so that none ever writes to a closed pipe).
             while let Ok(n) = stdout.read(&mut buf) {
-                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                if n == 0 {
                     break;
                 }
+                let _ = tx.send(buf[..n].to_vec());
             }
         });
         let mut seen = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while String::from_utf8_lossy(&seen).matches("ready").count() < servers.len() {
+        while !markers
+            .iter()
+            .all(|m| String::from_utf8_lossy(&seen).contains(m.as_str()))
+        {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(bytes) => seen.extend(bytes),
@@ -354,7 +378,7 @@ impl Cgroup {
         let root = cgroup2_root();
         let top = format!(
             "maxlisten-test-{}-{}",
-            std::process::id(),
+            token(),
             COUNT.fetch_add(1, Ordering::Relaxed)
         );
         let relative = std::path::Path::new(&top).join(shape.trim_start_matches('/'));
