@@ -69,10 +69,7 @@ fn text(out: &Output) -> String {
 
 fn unix_path(test: &str, kind: Kind) -> String {
     std::env::temp_dir()
-        .join(format!(
-            "maxlisten-cli-{}-{test}-{kind:?}.sock",
-            std::process::id()
-        ))
+        .join(format!("maxlisten-cli-{}-{test}-{kind:?}.sock", token()))
         .display()
         .to_string()
 }
