@@ -167,7 +167,8 @@ pub enum Error {
     },
 
     /// Operating another process's socket failed ([`survey::relisten`](crate::survey::relisten)):
-    /// the step (`pidfd_open`, `pidfd_getfd`, `SO_ACCEPTCONN`, `listen`), the pid and descriptor,
+    /// the step (`pidfd_open`, `pidfd_getfd`, `check that it is the socket surveyed`,
+    /// `SO_ACCEPTCONN`, `listen`), the pid and descriptor,
     /// the OS error, and in the message what is missing: ptrace permission for `EPERM`
     /// (`CAP_SYS_PTRACE`, or the same user where `kernel.yama.ptrace_scope` allows it), Linux
     /// 5.6 for `ENOSYS`, a process that is gone for `ESRCH`, a descriptor it lacks for `EBADF`.

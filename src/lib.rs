@@ -130,6 +130,10 @@
 //! | `LISTEN_FDS`/`LISTEN_PID` that is not a number, names that do not match the count | [`Error::Environment`] naming the variable; nothing adopted | `InvalidInput` |
 //! | an inherited descriptor that is closed, not a socket, or does not listen | [`Error::Inherited`] naming the fd; nothing adopted | `EBADF` / `ENOTSOCK` / `InvalidInput` |
 //! | `survey::relisten` without ptrace permission, on a gone process, a missing fd | [`Error::Foreign`] naming pid, fd and what is missing | `PermissionDenied` / `ESRCH` / `EBADF` |
+//! | `survey::relisten` on a descriptor reused by another socket since the survey | [`Error::Foreign`], step `check that it is the socket surveyed`; nothing changed | `NotFound` |
+//! | `survey::relisten` on a listener no readable process holds | [`Error::Query`] saying why (hidepid, not root, another PID namespace) | `NotFound` |
+//! | `netns::Netns` by a pid, path or name that does not exist; a file that is not a network namespace | [`Error::Namespace`] naming it | `NotFound` / `InvalidInput` |
+//! | entering another network namespace, or `Netns::all`, without `CAP_SYS_ADMIN` (and `CAP_SYS_PTRACE`) | [`Error::Namespace`] naming the missing capability | `PermissionDenied` |
 //!
 //! # Security
 //!

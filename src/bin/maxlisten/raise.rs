@@ -10,7 +10,7 @@ use maxlisten::survey::{self, ListenerInfo, Survey};
 
 use crate::filters::{Filters, Scope};
 use crate::render::chain;
-use crate::render::table::{netns_label, owner};
+use crate::render::table::{count, netns_label, owner};
 use crate::survey::note_unreadable;
 
 pub(crate) const EXAMPLES: &str = "Examples:\n  \
@@ -128,9 +128,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
             );
         }
         eprintln!(
-            "maxlisten raise: {} listeners would be lowered; nothing changed (pass \
-             --allow-lower to lower them)",
-            lowering.len()
+            "maxlisten raise: {} would be lowered; nothing changed (pass --allow-lower to lower \
+             them)",
+            count(lowering.len(), "listener")
         );
         return ExitCode::FAILURE;
     }
@@ -143,8 +143,12 @@ pub(crate) fn run(args: Args) -> ExitCode {
             continue;
         }
         if args.dry_run {
-            let via = l.processes.first().map_or("no holder found".into(), owner);
-            println!("{what} ({via}): {} → {} (dry run)", l.backlog, p.expected);
+            let holder = if l.processes.is_empty() {
+                ", no holder found"
+            } else {
+                ""
+            };
+            println!("{what}{holder}: {} → {} (dry run)", l.backlog, p.expected);
             continue;
         }
         match survey::relisten(l, p.request) {
@@ -162,19 +166,19 @@ pub(crate) fn run(args: Args) -> ExitCode {
     }
     note_unreadable(&found);
     if failed > 0 {
-        eprintln!("maxlisten raise: {failed} listeners were not raised");
+        eprintln!("maxlisten raise: {} not raised", count(failed, "listener"));
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
 
-/// `tcp 127.0.0.1:8080 in netns blue (812/nginx fd 6, ...)`.
+/// `tcp 127.0.0.1:8080 in netns blue, 812/nginx fd 6 (docker 3f4e5d6c7b8a), ...`.
 fn what(l: &ListenerInfo, found: &Survey) -> String {
     let holders = if l.processes.is_empty() {
         String::new()
     } else {
         format!(
-            " ({})",
+            ", {}",
             l.processes.iter().map(owner).collect::<Vec<_>>().join(", ")
         )
     };

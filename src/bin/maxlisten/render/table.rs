@@ -24,6 +24,15 @@ pub(crate) fn netns_label(netns: u64, found: &Survey) -> String {
         .map_or_else(|| netns.to_string(), |name| cell(name))
 }
 
+/// `1 listener`, `2 listeners`.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// A limit, or `unknown`.
 fn limit(limit: Option<u32>) -> String {
     limit.map_or("unknown".to_string(), |l| l.to_string())
@@ -44,14 +53,14 @@ fn namespace_line(ns: &NamespaceInfo) -> String {
         )
     };
     format!(
-        "  {names}{}: limit {}, {} listeners\n",
+        "  {names}{}: limit {}, {}\n",
         if names.is_empty() {
             ns.netns.to_string()
         } else {
             format!("({})", ns.netns)
         },
         limit(ns.limit),
-        ns.listeners
+        count(ns.listeners, "listener")
     )
 }
 
@@ -114,20 +123,19 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
     let below = found.listeners.iter().filter(|l| l.below_limit).count();
     let mut out = match found.namespaces.as_slice() {
         [ns] => format!(
-            "system limit {} ({}) in network namespace {}; {} listeners, {below} below the \
-             limit\n",
+            "system limit {} ({}) in network namespace {}; {}, {below} below the limit\n",
             limit(ns.limit),
             maxlisten::system_limit_name(),
             netns_label(ns.netns, found),
-            found.listeners.len(),
+            count(found.listeners.len(), "listener"),
         ),
         namespaces => {
             let mut head = format!(
-                "{} network namespaces, each with its own limit ({}); {} listeners, {below} \
-                 below their namespace's limit\n",
+                "{} network namespaces, each with its own limit ({}); {}, {below} below their \
+                 namespace's limit\n",
                 namespaces.len(),
                 maxlisten::system_limit_name(),
-                found.listeners.len(),
+                count(found.listeners.len(), "listener"),
             );
             for ns in namespaces {
                 head.push_str(&namespace_line(ns));
