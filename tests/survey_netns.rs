@@ -285,3 +285,148 @@ fn a_reused_descriptor_is_refused_and_both_sockets_are_left_alone() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A Python server that forks: parent and child hold the one listener; told to on stdin, the
+/// parent closes its descriptor.
+const FORKER: &str = r#"
+import os, socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 9003)); s.listen(7)
+child = os.fork()
+if child == 0:
+    time.sleep(600)
+    sys.exit(0)
+print(s.fileno(), child, flush=True)
+sys.stdin.readline()
+s.close()
+print("closed", flush=True)
+sys.stdin.readline()
+os.kill(child, 9)
+"#;
+
+#[test]
+fn relisten_tries_every_holder_until_one_works() {
+    if !require_root("relisten_tries_every_holder_until_one_works") {
+        return;
+    }
+    let mut child = Command::new("unshare")
+        .args(["--net", "sh", "-c", "ip link set lo up && echo 3000 > /proc/sys/net/core/somaxconn && exec python3 -c \"$0\""])
+        .arg(FORKER)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let forked: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+
+    let ns = Netns::of_pid(pid).unwrap();
+    let found = survey::survey_netns(&ns).unwrap();
+    let mut info = found
+        .listeners
+        .iter()
+        .find(|l| l.local_name() == "127.0.0.1:9003")
+        .unwrap()
+        .clone();
+    let mut holders: Vec<u32> = info.processes.iter().map(|o| o.pid).collect();
+    holders.sort_unstable();
+    let mut expected = vec![pid, forked];
+    expected.sort_unstable();
+    assert_eq!(holders, expected, "{info:?}");
+    // The parent first, so that its failure comes before the child's success.
+    info.processes.sort_by_key(|o| o.pid != pid);
+
+    stdin.write_all(b"close\n").unwrap();
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "closed");
+
+    // The parent's descriptor is gone; the child still holds the socket: raised through it.
+    let backlog = survey::relisten(&info, u32::MAX).unwrap();
+    assert_eq!(backlog.applied(), Some(3000));
+    let after = survey::survey_netns(&ns).unwrap();
+    let now = after
+        .listeners
+        .iter()
+        .find(|l| l.local_name() == "127.0.0.1:9003")
+        .unwrap();
+    assert_eq!(now.backlog, 3000);
+    assert_eq!(
+        now.processes.iter().map(|o| o.pid).collect::<Vec<_>>(),
+        [forked]
+    );
+    let _ = stdin.write_all(b"end\n");
+    let _ = child.wait();
+}
+
+#[test]
+fn link_local_scope_and_bound_device_are_kept_and_selectable() {
+    if !require_root("link_local_scope_and_bound_device_are_kept_and_selectable") {
+        return;
+    }
+    common::in_netns(2048, || {
+        // A device of this namespace only, with a link-local address.
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+        let ns = format!("/proc/{}/task/{tid}/ns/net", std::process::id());
+        for args in [
+            // (veth: the kernel here may lack the dummy driver.)
+            &["link", "add", "ml0", "type", "veth", "peer", "name", "ml1"][..],
+            &["link", "set", "ml0", "up"],
+            &["link", "set", "ml1", "up"],
+            &["addr", "add", "fe80::1/64", "dev", "ml0", "nodad"],
+        ] {
+            let status = Command::new("nsenter")
+                .arg(format!("--net={ns}"))
+                .arg("ip")
+                .args(args)
+                .status()
+                .unwrap();
+            assert!(status.success(), "ip {args:?}");
+        }
+        // SAFETY: if_nametoindex takes a NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(c"ml0".as_ptr()) };
+        assert_ne!(index, 0);
+        let addr = std::net::SocketAddrV6::new("fe80::1".parse().unwrap(), 0, 0, index);
+        let scoped = maxlisten::ListenerBuilder::new().bind(addr).unwrap();
+        let scoped_port = scoped.local_addr().unwrap().port();
+        let bound = maxlisten::ListenerBuilder::new()
+            .bind_device("ml0")
+            .bind("0.0.0.0:0")
+            .unwrap();
+        let bound_port = bound.local_addr().unwrap().port();
+        let plain = maxlisten::bind("127.0.0.1:0").unwrap();
+
+        let found = survey::survey().unwrap();
+        let by_port = |port: u16| {
+            found
+                .listeners
+                .iter()
+                .find(|l| l.local.as_socket_addr().map(|a| a.port()) == Some(port))
+                .unwrap()
+        };
+        let s = by_port(scoped_port);
+        assert_eq!(s.local_name(), format!("[fe80::1%ml0]:{scoped_port}"));
+        assert_eq!(s.device.as_deref(), Some("ml0"));
+        assert_ne!(s.local.as_socket_addr().unwrap().ip().to_string(), "::");
+        let b = by_port(bound_port);
+        assert_eq!(b.device.as_deref(), Some("ml0"));
+        assert_eq!(b.local_name(), format!("0.0.0.0:{bound_port}"));
+        let p = by_port(plain.local_addr().unwrap().port());
+        assert_eq!(p.device, None);
+        // Selectable by device.
+        let on_ml0 = maxlisten::select::Selector::new().device("ml0");
+        let mut chosen: Vec<u16> = found
+            .listeners
+            .iter()
+            .filter(|l| on_ml0.matches(l))
+            .map(|l| l.local.as_socket_addr().unwrap().port())
+            .collect();
+        chosen.sort_unstable();
+        let mut expected = vec![scoped_port, bound_port];
+        expected.sort_unstable();
+        assert_eq!(chosen, expected);
+    });
+}
