@@ -31,10 +31,10 @@
 //!   owners, `select` chooses among them, and
 //!   `survey::relisten` raises another process's listener in place (`pidfd_getfd`); the
 //!   `maxlisten` command (feature `cli`) is built on them.
-//! - [`QueueStats::drops`] counts the SYNs the kernel dropped on a listener because its queue
-//!   was full (Linux).
+//! - [`QueueStats::drops`] counts every SYN the kernel dropped on a listener, for any reason (its
+//!   own `ListenDrops`, Linux).
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
-//!   and the address, keeps the OS error as its source and its [`io::ErrorKind`].
+//!   and the address, ends with the OS error and keeps its [`io::ErrorKind`].
 //!
 //! ```
 //! use std::io;
@@ -146,7 +146,9 @@
 //!   not set either, as std does not: it makes a restarted server fail to bind while old
 //!   connections linger, and Windows already refuses a bind by another user over a bound port.
 //! - A failed bind closes its socket, whatever step failed; nothing is left half-configured.
-//! - `unsafe` is limited to a few `getsockopt`/`sysctl` calls in `sys/`, each justified.
+//! - `unsafe` blocks are the system calls in `sys/` and, in socket activation, the adoption of
+//!   the descriptors handed over; each says why it holds. [`inherited_and_unset_env`] is an
+//!   `unsafe fn` because it changes the environment (see its `# Safety`).
 //!
 //! # Features
 //!
@@ -203,7 +205,9 @@ pub use control::{queue_stats, set_backlog, system_limit, system_limit_name};
 pub use error::Error;
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
-pub use inherited::{inherited, inherited_keep_backlog, Inherited, InheritedListener};
+pub use inherited::{
+    inherited, inherited_and_unset_env, inherited_keep_backlog, Inherited, InheritedListener,
+};
 pub use listener::Listener;
 pub use queue::QueueStats;
 pub use sys::AsSocket;

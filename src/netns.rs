@@ -266,21 +266,19 @@ impl Netns {
         };
         let fd = raw::open(path).map_err(|e| failed("open", e))?;
         if check {
-            let not = |step, what: String| {
-                failed(step, io::Error::new(io::ErrorKind::InvalidInput, what))
-            };
+            const STEP: &str = "check that it is a network namespace";
+            let not =
+                |what: String| failed(STEP, io::Error::new(io::ErrorKind::InvalidInput, what));
             match raw::kind(fd.as_fd()).map_err(|e| failed("fstatfs", e))? {
                 raw::Kind::Net | raw::Kind::Unchecked => {}
                 raw::Kind::Other(flag) => {
-                    return Err(not(
-                        "a namespace of another kind, not a network namespace (NS_GET_NSTYPE)",
-                        format!("CLONE_NEW* flag {flag:#x}"),
-                    ))
+                    return Err(not(format!(
+                        "a namespace of another kind (NS_GET_NSTYPE: CLONE_NEW* flag {flag:#x})"
+                    )))
                 }
                 raw::Kind::NotNsfs => {
                     return Err(not(
-                        "not a namespace file (fstatfs: not nsfs)",
-                        "not a namespace file".into(),
+                        "not a namespace file (its file system is not nsfs)".into()
                     ))
                 }
             }
@@ -611,7 +609,7 @@ fn check_capabilities() -> Result<(), Error> {
         step,
         source: io::Error::new(
             io::ErrorKind::PermissionDenied,
-            "missing capability (CapEff of /proc/self/status)",
+            "this process's effective capabilities (CapEff) lack it",
         ),
     })
 }
