@@ -516,7 +516,7 @@ pub fn relisten(listener: &ListenerInfo, backlog: u32) -> Result<Backlog, Error>
         return Err(err);
     }
     Err(Error::Query {
-        what: "the process that holds it (/proc/*/fd)",
+        what: "the holders (/proc/*/fd)",
         addr: Some(listener.local.clone()),
         source: io::Error::new(io::ErrorKind::NotFound, why_no_holder()),
     })

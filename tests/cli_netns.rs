@@ -478,3 +478,49 @@ fn without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing() {
     let out = nobody(&["survey", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn a_holder_hidden_by_hidepid_is_reported_as_such() {
+    const TEST: &str = "a_holder_hidden_by_hidepid_is_reported_as_such";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    // This sandbox's own /proc, remounted as a hardened host mounts it.
+    let remount = Command::new("mount")
+        .args(["-o", "remount,hidepid=invisible", "/proc"])
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    // Root's server in the sandbox's own namespace, which nobody's survey sees too.
+    let mut server = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 9999)); \
+             s.listen(3); print('up', flush=True); time.sleep(60)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = [0u8; 3];
+    std::io::Read::read_exact(server.stdout.as_mut().unwrap(), &mut up).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(BIN)
+        .args(["raise", "--port", "9999"])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:9999") && stderr.contains("hidepid=invisible"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run as root"), "{stderr}");
+}

@@ -137,17 +137,18 @@ pub(crate) fn proc_hidepid() -> Option<String> {
 }
 
 fn hidepid_of(mountinfo: &str) -> Option<String> {
-    mountinfo.lines().find_map(|line| {
+    // The last proc mount on /proc is the one on top, the one paths resolve to.
+    let top = mountinfo.lines().rev().find(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
-        let dash = fields.iter().position(|f| *f == "-")?;
-        if fields.get(4) != Some(&"/proc") || fields.get(dash + 1) != Some(&"proc") {
-            return None;
-        }
-        fields.get(dash + 3)?.split(',').find_map(|option| {
-            let value = option.strip_prefix("hidepid=")?;
-            (value != "0" && value != "off").then(|| value.to_owned())
-        })
+        let dash = fields.iter().position(|f| *f == "-");
+        fields.get(4) == Some(&"/proc") && dash.is_some_and(|d| fields.get(d + 1) == Some(&"proc"))
+    })?;
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+    let fields: Vec<&str> = top.split_whitespace().collect();
+    let dash = fields.iter().position(|f| *f == "-")?;
+    fields.get(dash + 3)?.split(',').find_map(|option| {
+        let value = option.strip_prefix("hidepid=")?;
+        (value != "0" && value != "off").then(|| value.to_owned())
     })
 }
 
@@ -258,5 +259,12 @@ mod tests {
         assert_eq!(hidepid_of(old).as_deref(), Some("2"));
         let elsewhere = "30 1 0:40 / /mnt/proc rw - proc proc rw,hidepid=2\n";
         assert_eq!(hidepid_of(elsewhere), None);
+        // Stacked: the mount on top decides.
+        let stacked = "46 44 0:21 / /proc rw - proc proc rw\n\
+                       65 46 0:39 / /proc rw - proc proc rw,hidepid=invisible\n";
+        assert_eq!(hidepid_of(stacked).as_deref(), Some("invisible"));
+        let covered = "46 44 0:21 / /proc rw - proc proc rw,hidepid=2\n\
+                       65 46 0:39 / /proc rw - proc proc rw\n";
+        assert_eq!(hidepid_of(covered), None);
     }
 }
