@@ -632,10 +632,13 @@ fn why_no_holder() -> String {
     const CAP_SYS_PTRACE: u32 = 19;
     let ptrace = proc::own_capabilities().is_ok_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
     let me = std::process::id();
+    // A child PID namespace: NSpid lists more than one pid where /proc is the parent's, and
+    // the namespace is not the initial one where /proc is its own.
     let nested = proc::status_field(me, "NSpid")
         .ok()
         .flatten()
-        .is_some_and(|pids| pids.split_whitespace().count() > 1);
+        .is_some_and(|pids| pids.split_whitespace().count() > 1)
+        || proc::own_pid_namespace().is_some_and(|ns| ns != proc::INITIAL_PID_NAMESPACE);
     if let (Some(hidepid), false) = (proc::proc_hidepid(), ptrace) {
         return format!(
             "/proc is mounted with hidepid={hidepid}, which hides other users' processes: run as \

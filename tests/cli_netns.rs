@@ -524,3 +524,45 @@ fn a_holder_hidden_by_hidepid_is_reported_as_such() {
     );
     assert!(stderr.contains("run as root"), "{stderr}");
 }
+
+#[test]
+fn a_holder_outside_this_pid_namespace_is_reported_as_such() {
+    const TEST: &str = "a_holder_outside_this_pid_namespace_is_reported_as_such";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    let mut server = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 9998)); \
+             s.listen(3); print('up', flush=True); time.sleep(60)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = [0u8; 3];
+    std::io::Read::read_exact(server.stdout.as_mut().unwrap(), &mut up).unwrap();
+    // Root, in the same network namespace, but in a PID namespace of its own (as an agent
+    // without hostPID): the listener is seen, its holder is not.
+    let out = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            BIN,
+            "raise",
+            "--port",
+            "9998",
+        ])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:9998") && stderr.contains("child PID namespace"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hostPID"), "{stderr}");
+}

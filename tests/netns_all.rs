@@ -232,3 +232,31 @@ fn unprivileged_child() {
     let mine = Netns::current().unwrap();
     assert_eq!(mine.limit().unwrap(), maxlisten::system_limit());
 }
+
+#[test]
+fn all_finds_a_namespace_only_a_thread_is_in() {
+    if !require_root("all_finds_a_namespace_only_a_thread_is_in") {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        common::in_netns(777, move || {
+            tx.send(Netns::current().unwrap().inode()).unwrap();
+            let _ = done_rx.recv();
+        })
+    });
+    let inode = rx.recv().unwrap();
+    // No process has it as its own (main thread's) namespace: only /proc/PID/task/TID shows it.
+    assert_ne!(Netns::current().unwrap().inode(), inode);
+    let all = Netns::all().unwrap();
+    let found = all
+        .namespaces
+        .iter()
+        .find(|ns| ns.inode() == inode)
+        .expect("a thread's namespace");
+    assert!(found.path().to_string_lossy().contains("/task/"), "{found}");
+    assert_eq!(found.limit().unwrap(), Some(777));
+    done_tx.send(()).unwrap();
+    thread.join().unwrap();
+}

@@ -129,6 +129,20 @@ pub(crate) fn own_capabilities() -> io::Result<u64> {
     u64::from_str_radix(&value, 16).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// The inode of this process's PID namespace (`/proc/self/ns/pid` reads `pid:[INODE]`). The
+/// initial PID namespace's is `PROC_PID_INIT_INO` (0xEFFFFFFC) on every kernel since 3.8.
+pub(crate) fn own_pid_namespace() -> Option<u64> {
+    let link = fs::read_link("/proc/self/ns/pid").ok()?;
+    link.to_str()?
+        .strip_prefix("pid:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// `PROC_PID_INIT_INO`: the inode of the initial PID namespace.
+pub(crate) const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
 /// The `hidepid=` option of the `/proc` this process sees (`/proc/self/mountinfo`), if any:
 /// `"invisible"`, `"noaccess"`, `"ptraceable"`, or `"1"`/`"2"` on older kernels.
 pub(crate) fn proc_hidepid() -> Option<String> {
@@ -238,6 +252,7 @@ mod tests {
         assert_eq!(status_field(me, "Tgid").unwrap(), Some(me.to_string()));
         assert!(!cgroup(me).unwrap().is_empty());
         own_capabilities().unwrap();
+        assert!(own_pid_namespace().is_some());
     }
 
     #[test]
