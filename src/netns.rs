@@ -45,6 +45,11 @@ use crate::sys::{self, netns as raw, proc};
 use crate::Error;
 
 /// Where `ip netns` keeps its bind mounts (iproute2's `NETNS_RUN_DIR`).
+///
+/// ```
+/// // `ip netns add blue` makes /run/netns/blue; Netns::named("blue") opens it.
+/// assert_eq!(std::path::Path::new(maxlisten::netns::RUN_DIR).join("blue").to_str(), Some("/run/netns/blue"));
+/// ```
 pub const RUN_DIR: &str = "/run/netns";
 
 /// `CAP_SYS_PTRACE` and `CAP_SYS_ADMIN`, as bit numbers of a capability set.

@@ -89,7 +89,7 @@ pub struct Owner {
     /// container), `None` if it could not be read.
     pub cgroup: Option<String>,
     /// The container its cgroup names (Docker, containerd/Kubernetes with the pod, CRI-O,
-    /// Podman), if any; see [`container`](crate::container).
+    /// Podman), if any; see [`container`].
     pub container: Option<Container>,
 }
 
