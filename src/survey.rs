@@ -129,7 +129,8 @@ pub struct ListenerInfo {
     pub backlog: u32,
     /// Connections waiting for `accept()`.
     pub queued: u32,
-    /// SYNs dropped on it because the queue was full (TCP, Linux 4.12+; `None` for Unix).
+    /// SYNs and handshake ACKs the kernel dropped on it, for any reason (TCP, Linux 4.12+;
+    /// `None` for Unix): see [`QueueStats::drops`](crate::QueueStats::drops).
     pub drops: Option<u64>,
     /// Whether the backlog is below its own namespace's limit: a `listen` with a larger value
     /// would give it more.

@@ -94,7 +94,10 @@ pub(crate) use os::{
 pub(crate) use os::listen_note;
 
 #[cfg(unix)]
-pub(crate) use unix::{check_open_socket, lock_exclusive, set_cloexec, set_unix_mode_before_bind};
+pub(crate) use unix::{
+    check_open_socket, claim_inherited, inherited_claimed, lock_exclusive, set_cloexec,
+    set_unix_mode_before_bind, with_open_socket,
+};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use os::{finish_unix_mode, is_bound_file, unix_file_in_use};
