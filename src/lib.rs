@@ -30,6 +30,8 @@
 //! - On Linux, `survey` lists every listener of the network namespace with its owners, and
 //!   `survey::relisten` raises another process's listener in place (`pidfd_getfd`); the
 //!   `maxlisten` command (feature `cli`) is built on them.
+//! - On Linux, `exec` runs a program so that every `listen` it and its descendants make gets
+//!   the maximum from the first call (seccomp user notification); `maxlisten exec` is built on it.
 //! - [`QueueStats::drops`] counts the SYNs the kernel dropped on a listener because its queue
 //!   was full (Linux).
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
@@ -161,6 +163,9 @@ mod backlog;
 mod builder;
 mod control;
 mod error;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub mod exec;
 #[cfg(unix)]
 mod inherited;
 mod listener;

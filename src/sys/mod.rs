@@ -84,6 +84,8 @@ pub(crate) use unix::{check_open_socket, set_cloexec, set_unix_mode_before_bind}
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use os::{own_pidfd_id, pidfd, proc, sock_diag};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use os::{seccomp, supervise};
 
 /// No pidfds here: `LISTEN_PIDFDID` cannot be checked, and `LISTEN_PID` alone decides.
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]

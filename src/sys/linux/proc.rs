@@ -66,6 +66,39 @@ pub(crate) fn command(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The thread-group id (process id) of thread `tid`, from `Tgid:` of `/proc/TID/status`.
+pub(crate) fn tgid(tid: u32) -> io::Result<u32> {
+    let status = fs::read_to_string(format!("/proc/{tid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Tgid in /proc/TID/status"))
+}
+
+/// The working directory of thread `tid` (`/proc/TID/cwd`).
+pub(crate) fn cwd(tid: u32) -> io::Result<std::path::PathBuf> {
+    fs::read_link(format!("/proc/{tid}/cwd"))
+}
+
+/// The children of this process, of all its threads (`/proc/self/task/TID/children`, which
+/// needs `CONFIG_PROC_CHILDREN`; empty where it is missing).
+pub(crate) fn own_children() -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +121,23 @@ mod tests {
         assert!(found.iter().any(|(f, _)| *f == fd), "{found:?}");
         assert!(pids().unwrap().contains(&std::process::id()));
         assert!(!command(std::process::id()).is_empty());
+    }
+
+    #[test]
+    fn a_thread_belongs_to_this_process() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::syscall(libc::SYS_gettid) } as u32)
+                .unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, std::process::id());
+        assert_eq!(tgid(tid).unwrap(), std::process::id());
+        assert!(cwd(tid).unwrap().is_absolute());
+        drop(done_tx);
+        thread.join().unwrap();
     }
 }
