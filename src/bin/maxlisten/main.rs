@@ -5,9 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-#[cfg(target_os = "linux")]
-mod exec;
-
 #[allow(dead_code)] // its own main is the example's
 #[path = "../../../examples/report.rs"]
 mod report;
@@ -22,9 +19,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a program with every listen() of it and its descendants at the maximum (Linux 5.6+).
-    #[cfg(target_os = "linux")]
-    Exec(exec::Args),
     /// List every listening TCP and Unix socket of this network namespace, with its backlog,
     /// queue, drops and owner, and flag those below the system limit (Linux).
     #[command(after_help = "Examples:\n  \
@@ -94,8 +88,6 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        #[cfg(target_os = "linux")]
-        Command::Exec(args) => exec::run(args),
         Command::Report { json, addr } => run_report(json, &addr),
         #[cfg(target_os = "linux")]
         Command::Survey {
