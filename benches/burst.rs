@@ -6,13 +6,12 @@
 //! cargo bench --features tokio --bench burst -- --n 500 --stall-ms 100 --somaxconn 1024
 //! ```
 //!
-//! As root it runs inside a private network namespace (with `--somaxconn L` applied there, 4096
-//! by default), so the limit is known and the host is untouched; otherwise on the host's
-//! loopback, with the host's limit. It prints a table and writes `target/burst.svg`. It exits
+//! It runs inside a private network namespace (with `--somaxconn L` applied there, 4096 by
+//! default; through a user namespace for a user who is not root), so the limit is known and
+//! the host is untouched. It prints a table and writes `target/burst.svg`. It exits
 //! with an error if any connection was lost (not accepted by the server).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+mod support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
@@ -96,26 +95,13 @@ fn main() {
             std::process::exit(2);
         }
     };
+    support::in_private_netns(config.somaxconn);
     raise_fd_limit();
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let (outcomes, place) = if root {
-        let outcomes = common::in_netns(config.somaxconn, || run_all(&config));
-        (
-            outcomes,
-            format!(
-                "a private network namespace, net.core.somaxconn = {}",
-                config.somaxconn
-            ),
-        )
-    } else {
-        let limit = maxlisten::system_limit();
-        let outcomes = run_all(&config);
-        (
-            outcomes,
-            format!("the host's loopback (not root, so --somaxconn is ignored), limit {limit:?}"),
-        )
-    };
+    let outcomes = run_all(&config);
+    let place = format!(
+        "a private network namespace, net.core.somaxconn = {}",
+        config.somaxconn
+    );
     report(&config, &place, &outcomes);
     let lost: usize = outcomes.iter().map(|o| config.n - o.accepted).sum();
     if lost > 0 {

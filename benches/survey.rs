@@ -5,14 +5,13 @@
 //! cargo bench --features cli --bench survey -- --listeners 2000 --rounds 5
 //! ```
 //!
-//! As root it runs in a private network namespace that holds only these listeners (so the
-//! host's sockets do not count); otherwise it refuses, since it would measure the host. Both
+//! It runs in a private network namespace that holds only these listeners (so the host's
+//! sockets do not count; through a user namespace for a user who is not root). Both
 //! commands find the owning process of every socket (`ss -p`, and the survey's `/proc` scan)
 //! and print every listener; each round runs them one after the other, in alternating order,
 //! and the medians are compared.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+mod support;
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -34,12 +33,10 @@ fn main() {
             other => fail(&format!("unknown argument {other:?}")),
         }
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        fail("needs root, for a private network namespace holding only the listeners it makes");
-    }
+    // Only these listeners: the host's sockets do not count.
+    support::in_private_netns(4096);
     raise_fd_limit(listeners + 100);
-    let (survey, ss, found) = common::in_netns(4096, || {
+    let (survey, ss, found) = {
         let held: Vec<TcpListener> = (0..listeners)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a listener"))
             .collect();
@@ -82,7 +79,7 @@ fn main() {
         }
         drop(held);
         (median(survey), median(ss), found)
-    });
+    };
     println!(
         "survey: {listeners} TCP listeners held by one process, in a private network namespace; \
          {rounds} rounds, alternating order, medians"

@@ -27,7 +27,8 @@
 //! - [`unix`] does the same for Unix domain sockets (`unix::bind` has the signature of
 //!   `UnixListener::bind`), and [`inherited`] adopts the sockets systemd's socket activation
 //!   hands over, checks them and re-listens them at the maximum.
-//! - On Linux, `survey` lists every listener of the network namespace with its owners, and
+//! - On Linux (and Android), `survey` lists every listener of the network namespace with its
+//!   owners, `select` chooses among them, and
 //!   `survey::relisten` raises another process's listener in place (`pidfd_getfd`); the
 //!   `maxlisten` command (feature `cli`) is built on them.
 //! - On Linux, `exec` runs a program so that every `listen` it and its descendants make gets
@@ -149,8 +150,10 @@
 //!
 //! - `tokio`: [`tokio::bind`] (tokio's `TcpListener::bind`, drop-in),
 //!   [`ListenerBuilder::bind_tokio`] and [`Listener::into_tokio`].
-//! - `cli`: the `maxlisten` command (`survey`, `raise`, `report`); its dependencies (clap,
-//!   serde) come only with it.
+//! - `report` (default): `report`, the diagnosis `cargo run --example report` prints, as
+//!   text or JSON (serde, serde_json).
+//! - `cli`: the `maxlisten` command (`survey`, `raise`, `report`); clap comes only with it. It
+//!   does not turn on `tokio`: without it the report says tokio's bind was not measured.
 //!
 //! [`TcpListener::bind`]: std::net::TcpListener::bind
 
@@ -170,8 +173,14 @@ pub mod exec;
 mod inherited;
 mod listener;
 mod queue;
+#[cfg(feature = "report")]
+#[cfg_attr(docsrs, doc(cfg(feature = "report")))]
+pub mod report;
 #[cfg(any(target_os = "linux", target_os = "android"))]
-#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "android"))))]
+pub mod select;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(any(target_os = "linux", target_os = "android"))))]
 pub mod survey;
 mod sys;
 #[cfg(feature = "tokio")]

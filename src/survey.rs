@@ -1,5 +1,6 @@
-//! Every listener on the host, with its owners, and raising another process's backlog live
-//! (Linux only).
+//! Every listener of a network namespace, with its owners, and raising another process's
+//! backlog live (Linux and Android: the same kernel interfaces; on Android an app is normally
+//! denied `sock_diag` and other processes' `/proc` entries, so it needs a root shell there).
 //!
 //! [`survey`] lists every listening TCP (IPv4, IPv6) and Unix stream socket of the calling
 //! thread's network namespace: one `sock_diag` dump per family, then one scan of `/proc/*/fd`
@@ -97,6 +98,9 @@ pub struct ListenerInfo {
     pub local: Address,
     /// The socket's inode, as `/proc/PID/fd` shows it (`socket:[INODE]`).
     pub inode: u64,
+    /// The inode of the network namespace it belongs to (as `/proc/PID/ns/net` shows it:
+    /// `net:[INODE]`).
+    pub netns: u64,
     /// The applied backlog.
     pub backlog: u32,
     /// Connections waiting for `accept()`.
@@ -153,6 +157,7 @@ pub fn survey() -> Result<Survey, Error> {
     let tcp = dump("sock_diag inet dump", sock_diag::tcp_listeners())?;
     let unix = dump("sock_diag unix dump", sock_diag::unix_listeners())?;
     let limit = sys::system_limit();
+    let netns = proc::thread_netns_inode().unwrap_or(0);
     let (mut owners, unreadable_processes) = owners();
     let listeners = tcp
         .into_iter()
@@ -164,6 +169,7 @@ pub fn survey() -> Result<Survey, Error> {
             processes: owners.remove(&l.inode).unwrap_or_default(),
             local: l.local,
             inode: l.inode,
+            netns,
             backlog: l.backlog,
             queued: l.queued,
             drops: l.drops.map(u64::from),

@@ -149,8 +149,14 @@ fn parse_prometheus(text: &str) -> Samples {
             continue;
         }
         assert!(!line.starts_with('#'), "unknown comment: {line}");
-        let open = line.find('{').expect("labels");
-        let close = line.rfind('}').expect("labels end");
+        // A sample without labels: `name value`.
+        let (open, close) = match (line.find('{'), line.rfind('}')) {
+            (Some(open), Some(close)) => (open, close),
+            _ => {
+                let end = line.find(' ').expect("name value");
+                (end, end)
+            }
+        };
         let name = &line[..open];
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
@@ -160,7 +166,12 @@ fn parse_prometheus(text: &str) -> Samples {
         let value: f64 = line[close + 1..].trim().parse().expect("value");
         // k="v" pairs, with \\ \" \n escapes inside values.
         let mut labels = HashMap::new();
-        let mut chars = line[open + 1..close].chars().peekable();
+        let inside = if open < close {
+            &line[open + 1..close]
+        } else {
+            ""
+        };
+        let mut chars = inside.chars().peekable();
         while chars.peek().is_some() {
             let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
             assert!(
@@ -347,27 +358,125 @@ fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
 }
 
 #[test]
+fn survey_filters_choose_listeners_in_any_users_own_namespace() {
+    // Read-only, in the namespace the test runs in: no privilege needed.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let dir = temp_dir("cli-filters");
+    let path = dir.join("filters.sock");
+    let _unix = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let pid = std::process::id().to_string();
+    let listed = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["survey", "--json"];
+        all.extend_from_slice(args);
+        let out = run(&all, false);
+        assert!(out.status.success(), "{out:?}");
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        value.as_array().unwrap().clone()
+    };
+    let locals = |rows: &[serde_json::Value]| -> HashSet<String> {
+        rows.iter()
+            .map(|r| r["local"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let tcp_local = format!("127.0.0.1:{port}");
+    let unix_local = path.display().to_string();
+    let port_arg = port.to_string();
+    assert_eq!(
+        locals(&listed(&["--port", &port_arg])),
+        HashSet::from([tcp_local.clone()])
+    );
+    assert_eq!(
+        locals(&listed(&["--path", &unix_local])),
+        HashSet::from([unix_local.clone()])
+    );
+    let mine = locals(&listed(&["--pid", &pid]));
+    assert!(
+        mine.contains(&tcp_local) && mine.contains(&unix_local),
+        "{mine:?}"
+    );
+    let mine_unix = listed(&["--pid", &pid, "--proto", "unix"]);
+    assert!(
+        mine_unix.iter().all(|r| r["proto"] == "unix"),
+        "{mine_unix:?}"
+    );
+    assert!(locals(&mine_unix).contains(&unix_local));
+    assert!(listed(&["--port", &port_arg, "--proto", "unix"]).is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn report_binds_the_given_address_once() {
+    // Every bind(2) the command makes, as strace sees them: the fixed port exactly once (the
+    // other stacks are measured on ephemeral loopback ports).
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let out = Command::new("strace")
+        .args([
+            "-f",
+            "-e",
+            "trace=bind",
+            "-o",
+            "/dev/stderr",
+            BIN,
+            "report",
+            "--addr",
+        ])
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let trace = String::from_utf8_lossy(&out.stderr);
+    let binds: Vec<&str> = trace.lines().filter(|l| l.contains("bind(")).collect();
+    let on_port = binds
+        .iter()
+        .filter(|l| l.contains(&format!("sin_port=htons({port})")))
+        .count();
+    assert_eq!(on_port, 1, "{trace}");
+    // std's and (with the feature) tokio's probes, on port 0.
+    assert!(
+        binds
+            .iter()
+            .filter(|l| l.contains("sin_port=htons(0)"))
+            .count()
+            >= 1,
+        "{trace}"
+    );
+}
+
+#[test]
 fn bad_input_gets_a_message_and_a_non_zero_exit() {
     // No selector.
     let out = run(&["raise"], false);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--all-below-limit"));
-    // A process that does not exist.
-    let out = run(&["raise", "--pid", "4000000", "--fd", "3"], false);
-    assert!(!out.status.success());
+    // A process that does not exist: one this test started and reaped, so its pid is free
+    // (until the kernel hands it out again, which takes a whole turn of the pid space).
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id().to_string();
+    gone.wait().unwrap();
+    let out = run(&["raise", "--pid", &gone_pid, "--fd", "3"], false);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("pid 4000000 fd 3"), "{stderr}");
-    // A descriptor that is not a listening socket: this test's own stdin/stdout/stderr or a
-    // file; listen is never called on it.
-    let file = std::fs::File::open("/proc/self/status").unwrap();
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file).to_string();
-    let pid = std::process::id().to_string();
-    let out = run(&["raise", "--pid", &pid, "--fd", &fd], false);
-    if common::is_root() {
-        assert!(!out.status.success());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("not a socket"), "{stderr}");
-    }
+    assert!(stderr.contains(&format!("pid {gone_pid} fd 3")), "{stderr}");
+    assert!(stderr.contains("No such process"), "{stderr}");
+    // A descriptor that is not a socket: the command names its own file descriptor 7 (a
+    // process may always reach its own descriptors, so this holds for any user); listen is
+    // never called on it.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("exec 7</proc/self/status; exec {BIN} raise --pid $$ --fd 7"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fd 7") && stderr.contains("not a socket"),
+        "{stderr}"
+    );
     // Unknown flags are clap's usage error.
     let out = run(&["survey", "--nope"], false);
     assert_eq!(out.status.code(), Some(2));

@@ -40,24 +40,29 @@ mod unix;
 mod unknown;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-#[path = "linux/mod.rs"]
-mod os;
+mod linux;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use linux as os;
 
 #[cfg(target_os = "freebsd")]
-#[path = "freebsd.rs"]
-mod os;
+mod freebsd;
+#[cfg(target_os = "freebsd")]
+use freebsd as os;
 
 #[cfg(target_vendor = "apple")]
-#[path = "apple.rs"]
-mod os;
+mod apple;
+#[cfg(target_vendor = "apple")]
+use apple as os;
 
 #[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
-#[path = "openbsd_netbsd.rs"]
-mod os;
+mod openbsd_netbsd;
+#[cfg(any(target_os = "openbsd", target_os = "netbsd"))]
+use openbsd_netbsd as os;
 
 #[cfg(windows)]
-#[path = "windows.rs"]
-mod os;
+mod windows;
+#[cfg(windows)]
+use windows as os;
 
 #[cfg(not(any(
     target_os = "linux",
@@ -68,8 +73,17 @@ mod os;
     target_os = "netbsd",
     windows
 )))]
-#[path = "other.rs"]
-mod os;
+mod other;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_vendor = "apple",
+    target_os = "openbsd",
+    target_os = "netbsd",
+    windows
+)))]
+use other as os;
 
 pub(crate) use os::{
     applied_backlog, is_listening, listen_arg, queue_stats, set_platform_option, set_reuse_port,
@@ -96,6 +110,37 @@ pub(crate) fn own_pidfd_id() -> Option<u64> {
 /// Elsewhere the request is passed as a plain `int` and clamped: nothing to add to the report.
 #[cfg(not(windows))]
 pub(crate) fn listen_note(_requested: u32) -> Option<String> {
+    None
+}
+
+/// The kernel's counters and settings that bear on accept queues (Linux), for the report.
+#[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(not(feature = "report"), allow(dead_code))]
+pub(crate) struct KernelCounters {
+    pub(crate) tcp_max_syn_backlog: Option<u64>,
+    pub(crate) tcp_syncookies: Option<u64>,
+    pub(crate) listen_overflows: Option<u64>,
+    pub(crate) listen_drops: Option<u64>,
+}
+
+#[cfg(all(feature = "report", any(target_os = "linux", target_os = "android")))]
+pub(crate) use os::proc::{kernel_counters, thread_netns};
+
+/// Elsewhere there are no such counters.
+#[cfg(all(
+    feature = "report",
+    not(any(target_os = "linux", target_os = "android"))
+))]
+pub(crate) fn kernel_counters() -> KernelCounters {
+    KernelCounters::default()
+}
+
+/// Elsewhere there are no network namespaces.
+#[cfg(all(
+    feature = "report",
+    not(any(target_os = "linux", target_os = "android"))
+))]
+pub(crate) fn thread_netns() -> Option<String> {
     None
 }
 

@@ -5,17 +5,16 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Run CMD so that every listen() it and its descendants make gets the largest backlog the
-/// network namespace allows, from the first call (Linux 5.6+, seccomp user notification).
-#[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  \
+pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten exec -- python3 -m http.server 8000\n  \
     maxlisten exec --backlog 8192 -- node server.js\n  \
     maxlisten exec --except-port 9090 --except-path /run/app/admin.sock -- ./server\n\n\
     The exit status is CMD's (128+N if signal N killed it; 127 if CMD is not found, 126 if it\n\
     cannot be executed; 1 if the kernel or the environment cannot supervise listen()).\n\
     SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are forwarded to CMD.\n\
-    maxlisten stays until the last process of CMD's tree has exited.")]
+    maxlisten stays until the last process of CMD's tree has exited.";
+
+#[derive(clap::Args, Debug)]
 pub(crate) struct Args {
     /// The backlog each listen() asks for at least (default: the largest the kernel takes,
     /// which it lowers to the namespace's net.core.somaxconn). Never lowers what CMD asks.
@@ -32,6 +31,14 @@ pub(crate) struct Args {
     command: Vec<OsString>,
 }
 
+/// Where seccomp user notification does not exist, the subcommand says so (exit 2).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn run(_: Args) -> ExitCode {
+    eprintln!("maxlisten exec: needs Linux (seccomp user notification and pidfd_getfd)");
+    ExitCode::from(2)
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn run(args: Args) -> ExitCode {
     let Some((program, rest)) = args.command.split_first() else {
         eprintln!("maxlisten exec: no command given");

@@ -1,5 +1,6 @@
-//! What `/proc` says about processes: which descriptors of a process are sockets (and their
-//! inodes), and its command name. Plain facts; the survey builds its types from them.
+//! What `/proc` says: which descriptors of a process are sockets (and their inodes), its command
+//! name; and the calling thread's network namespace and its TCP counters. Plain facts; the
+//! survey and the report build their types from them.
 //!
 //! `/proc` is the one this process sees: its PID namespace's, as mounted.
 
@@ -66,6 +67,47 @@ pub(crate) fn command(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The network namespace of the calling thread, as `readlink /proc/thread-self/ns/net` shows
+/// it (`net:[4026531840]`).
+#[cfg_attr(not(feature = "report"), allow(dead_code))]
+pub(crate) fn thread_netns() -> Option<String> {
+    let link = fs::read_link("/proc/thread-self/ns/net").ok()?;
+    Some(link.to_string_lossy().into_owned())
+}
+
+/// The inode of the calling thread's network namespace (what [`thread_netns`] shows in
+/// brackets).
+pub(crate) fn thread_netns_inode() -> Option<u64> {
+    std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/thread-self/ns/net").ok()?).into()
+}
+
+/// The kernel's counters and settings that bear on accept queues, of the calling thread's
+/// network namespace (`/proc/thread-self/...` follows the thread, `/proc/net` the main thread).
+#[cfg_attr(not(feature = "report"), allow(dead_code))]
+pub(crate) fn kernel_counters() -> super::super::KernelCounters {
+    let netstat = fs::read_to_string("/proc/thread-self/net/netstat").unwrap_or_default();
+    super::super::KernelCounters {
+        tcp_max_syn_backlog: read_number("/proc/sys/net/ipv4/tcp_max_syn_backlog"),
+        tcp_syncookies: read_number("/proc/sys/net/ipv4/tcp_syncookies"),
+        listen_overflows: tcp_ext(&netstat, "ListenOverflows"),
+        listen_drops: tcp_ext(&netstat, "ListenDrops"),
+    }
+}
+
+#[cfg_attr(not(feature = "report"), allow(dead_code))]
+fn read_number(path: &str) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A `TcpExt:` counter of a `/proc/.../net/netstat` text: a line of names, then one of values.
+pub(crate) fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let index = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
 /// The thread-group id (process id) of thread `tid`, from `Tgid:` of `/proc/TID/status`.
 pub(crate) fn tgid(tid: u32) -> io::Result<u32> {
     let status = fs::read_to_string(format!("/proc/{tid}/status"))?;
@@ -102,6 +144,21 @@ pub(crate) fn own_children() -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_ext_reads_the_value_under_its_name() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\n\
+                    TcpExt: 1 22 333\n\
+                    IpExt: InNoRoutes\nIpExt: 4\n";
+        assert_eq!(tcp_ext(text, "ListenOverflows"), Some(22));
+        assert_eq!(tcp_ext(text, "ListenDrops"), Some(333));
+        assert_eq!(tcp_ext(text, "InNoRoutes"), None);
+        assert_eq!(tcp_ext("", "ListenDrops"), None);
+        let own = kernel_counters();
+        assert!(own.listen_drops.is_some() && own.listen_overflows.is_some());
+        let inode = thread_netns_inode().unwrap();
+        assert_eq!(thread_netns(), Some(format!("net:[{inode}]")));
+    }
 
     #[test]
     fn socket_links_parse() {

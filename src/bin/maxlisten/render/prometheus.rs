@@ -1,0 +1,373 @@
+//! The survey in the Prometheus text exposition format (0.0.4), which node_exporter's textfile
+//! collector and a Prometheus scrape read.
+//!
+//! Written here rather than with `prometheus-client`: that crate's text encoder does not
+//! escape label values (prometheus/client_rust#151), and socket paths and command names are
+//! exactly the values that hold quotes, backslashes and newlines. The format's rules this
+//! encoder keeps, each tested below: `# HELP` and `# TYPE` once per family, before its samples,
+//! families not interleaved; label values escaped (`\\`, `\"`, `\n`), HELP text escaped
+//! (`\\`, `\n`); metric and label names of the allowed characters; `_total` only on counters;
+//! no two samples of a family with the same labels.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use maxlisten::survey::{ListenerInfo, Survey};
+
+/// A text-format writer: families, then their samples.
+pub(crate) struct Encoder {
+    out: String,
+}
+
+/// The type of a family.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Gauge,
+    Counter,
+}
+
+impl Encoder {
+    pub(crate) fn new() -> Encoder {
+        Encoder { out: String::new() }
+    }
+
+    /// Starts a family: its HELP and TYPE lines. Its samples must follow before the next.
+    pub(crate) fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        debug_assert!(valid_name(name, true), "metric name {name:?}");
+        debug_assert_eq!(name.ends_with("_total"), kind == Kind::Counter, "{name}");
+        let kind = match kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+        };
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample of the current family.
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (label, value)) in labels.iter().enumerate() {
+                debug_assert!(valid_name(label, false), "label name {label:?}");
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{label}=\"{}\"", escape_label_value(value));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// A label value as the format wants it: backslash, double quote and line feed escaped.
+pub(crate) fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*` for metric names, the same without `:` for label names.
+fn valid_name(name: &str, metric: bool) -> bool {
+    let ok = |c: char, first: bool| {
+        c.is_ascii_alphabetic()
+            || c == '_'
+            || (metric && c == ':')
+            || (!first && c.is_ascii_digit())
+    };
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| ok(c, true)) && chars.all(|c| ok(c, false))
+}
+
+/// A per-listener family: name, kind, help, and the value for a listener (`None`: no sample).
+type ListenerFamily = (
+    &'static str,
+    Kind,
+    &'static str,
+    fn(&ListenerInfo) -> Option<f64>,
+);
+
+const LISTENER_FAMILIES: [ListenerFamily; 4] = [
+    (
+        "maxlisten_listener_backlog",
+        Kind::Gauge,
+        "The accept backlog the kernel applies to the listener.",
+        |l| Some(f64::from(l.backlog)),
+    ),
+    (
+        "maxlisten_listener_queued",
+        Kind::Gauge,
+        "Connections waiting in the listener's accept queue.",
+        |l| Some(f64::from(l.queued)),
+    ),
+    (
+        "maxlisten_listener_drops_total",
+        Kind::Counter,
+        "SYNs and handshake ACKs the kernel dropped on the listener (its sk_drops: a full \
+         accept or SYN queue, or another reason to drop), since the socket was made.",
+        |l| l.drops.map(|d| d as f64),
+    ),
+    (
+        "maxlisten_listener_below_limit",
+        Kind::Gauge,
+        "1 if the listener's backlog is below its network namespace's net.core.somaxconn.",
+        |l| Some(if l.below_limit { 1.0 } else { 0.0 }),
+    ),
+];
+
+/// Every family of a survey: per listener (labels `netns`, `proto`, `local`, `command`, and
+/// `inode` where two listeners would otherwise share them all), the namespace's limit, and the
+/// processes that could not be read.
+pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
+    let labels: Vec<Vec<(&str, String)>> = shown
+        .iter()
+        .map(|l| {
+            vec![
+                ("netns", l.netns.to_string()),
+                ("proto", l.proto.to_string()),
+                ("local", l.local.to_string()),
+                (
+                    "command",
+                    l.processes
+                        .first()
+                        .map_or(String::new(), |o| o.command.clone()),
+                ),
+            ]
+        })
+        .collect();
+    // Two listeners can share every label (SO_REUSEPORT, or two non-UTF-8 paths that display
+    // alike): the inode tells those apart, so that every sample's labels are unique.
+    let mut seen: HashMap<&[(&str, String)], usize> = HashMap::new();
+    for set in &labels {
+        *seen.entry(set.as_slice()).or_default() += 1;
+    }
+    let labels: Vec<Vec<(&str, String)>> = labels
+        .iter()
+        .zip(shown)
+        .map(|(set, l)| {
+            let mut set = set.clone();
+            if seen[set.as_slice()] > 1 {
+                set.push(("inode", l.inode.to_string()));
+            }
+            set
+        })
+        .collect();
+
+    let mut out = Encoder::new();
+    for (name, kind, help, value) in LISTENER_FAMILIES {
+        out.family(name, kind, help);
+        for (set, l) in labels.iter().zip(shown) {
+            if let Some(v) = value(l) {
+                let set: Vec<(&str, &str)> = set.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                out.sample(name, &set, v);
+            }
+        }
+    }
+    let netns = shown
+        .first()
+        .map(|l| l.netns)
+        .or_else(|| found.listeners.first().map(|l| l.netns));
+    if let (Some(limit), Some(netns)) = (found.limit, netns) {
+        out.family(
+            "maxlisten_somaxconn",
+            Kind::Gauge,
+            "net.core.somaxconn of the network namespace: the most any backlog there gets.",
+        );
+        out.sample(
+            "maxlisten_somaxconn",
+            &[("netns", &netns.to_string())],
+            f64::from(limit),
+        );
+    }
+    out.family(
+        "maxlisten_unreadable_processes",
+        Kind::Gauge,
+        "Processes whose descriptors could not be read: their listeners have no owner labels.",
+    );
+    out.sample(
+        "maxlisten_unreadable_processes",
+        &[],
+        found.unreadable_processes as f64,
+    );
+    out.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::render::sample;
+
+    #[test]
+    fn label_values_and_help_are_escaped() {
+        assert_eq!(escape_label_value(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label_value("a\nb"), "a\\nb");
+        assert_eq!(escape_label_value("tab\tstays é"), "tab\tstays é");
+        let mut e = Encoder::new();
+        e.family(
+            "m_total",
+            Kind::Counter,
+            "back\\slash\nnewline \"quotes stay\"",
+        );
+        e.sample("m_total", &[("a", "x\"y"), ("b", "\\\n")], 3.0);
+        e.family("g", Kind::Gauge, "plain");
+        e.sample("g", &[], 0.5);
+        assert_eq!(
+            e.finish(),
+            "# HELP m_total back\\\\slash\\nnewline \"quotes stay\"\n\
+             # TYPE m_total counter\n\
+             m_total{a=\"x\\\"y\",b=\"\\\\\\n\"} 3\n\
+             # HELP g plain\n# TYPE g gauge\ng 0.5\n"
+        );
+    }
+
+    #[test]
+    fn names_follow_the_format() {
+        assert!(valid_name("maxlisten_listener_backlog", true));
+        assert!(valid_name("a:b", true) && !valid_name("a:b", false));
+        assert!(!valid_name("9lives", true) && !valid_name("", true) && !valid_name("a-b", false));
+        for (name, kind, _, _) in LISTENER_FAMILIES {
+            assert!(valid_name(name, true));
+            assert_eq!(name.ends_with("_total"), kind == Kind::Counter, "{name}");
+        }
+    }
+
+    type Labels = Vec<(String, String)>;
+
+    /// Reads a sample line back: (name, [(label, unescaped value)], value), checking the
+    /// escapes on the way; `None` for a malformed line.
+    fn parse_sample(line: &str) -> Option<(String, Labels, f64)> {
+        let (head, value) = line.rsplit_once(' ')?;
+        let value: f64 = value.parse().ok()?;
+        let Some((name, rest)) = head.split_once('{') else {
+            return Some((head.into(), Vec::new(), value));
+        };
+        let mut labels = Vec::new();
+        let mut chars = rest.chars().peekable();
+        loop {
+            let label: String = chars.by_ref().take_while(|&c| c != '=').collect();
+            if chars.next()? != '"' {
+                return None;
+            }
+            let mut text = String::new();
+            loop {
+                match chars.next()? {
+                    '\\' => match chars.next()? {
+                        '\\' => text.push('\\'),
+                        '"' => text.push('"'),
+                        'n' => text.push('\n'),
+                        _ => return None,
+                    },
+                    '"' => break,
+                    '\n' => return None,
+                    c => text.push(c),
+                }
+            }
+            labels.push((label, text));
+            match chars.next()? {
+                ',' => continue,
+                '}' if chars.peek().is_none() => break,
+                _ => return None,
+            }
+        }
+        Some((name.into(), labels, value))
+    }
+
+    #[test]
+    fn a_real_survey_is_well_formed() {
+        let sample = sample::make("prometheus");
+        let mine = sample.mine();
+        let text = survey(&sample.survey, &mine);
+        let mut families: Vec<String> = Vec::new();
+        let mut series: HashSet<(String, Labels)> = HashSet::new();
+        let mut locals = HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap().to_owned();
+                assert!(!families.contains(&name), "{name} twice:\n{text}");
+                families.push(name);
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                assert_eq!(rest.split(' ').next(), families.last().map(String::as_str));
+                continue;
+            }
+            let (name, labels, _) =
+                parse_sample(line).unwrap_or_else(|| panic!("malformed: {line:?}\n{text}"));
+            assert_eq!(Some(&name), families.last(), "{line}: not under its family");
+            if let Some((_, local)) = labels.iter().find(|(k, _)| k == "local") {
+                locals.insert(local.clone());
+            }
+            assert!(series.insert((name, labels)), "duplicate series: {line}");
+        }
+        // Each listener appears with its own address, unescaped back to what the survey gave.
+        for l in &mine {
+            assert!(
+                locals.contains(&l.local.to_string()),
+                "{}:\n{text}",
+                l.local
+            );
+        }
+        assert!(locals
+            .iter()
+            .any(|l| l.contains("q\"uote\\back\nline.sock")));
+        let backlogs = text
+            .lines()
+            .filter(|l| l.starts_with("maxlisten_listener_backlog{"))
+            .count();
+        assert_eq!(backlogs, mine.len());
+        assert!(families.contains(&"maxlisten_somaxconn".to_string()));
+    }
+
+    #[test]
+    fn listeners_that_share_every_label_get_their_inode() {
+        // Two listeners on one port (SO_REUSEPORT), held by this process: every label alike.
+        let first = maxlisten::ListenerBuilder::new()
+            .reuse_port(true)
+            .bind("127.0.0.1:0")
+            .unwrap();
+        let addr = first.local_addr().unwrap();
+        let second = maxlisten::ListenerBuilder::new()
+            .reuse_port(true)
+            .bind(addr)
+            .unwrap();
+        let found = maxlisten::survey::survey().unwrap();
+        let pair: Vec<&ListenerInfo> = found
+            .listeners
+            .iter()
+            .filter(|l| l.local.as_socket_addr() == Some(addr))
+            .collect();
+        assert_eq!(pair.len(), 2);
+        let text = survey(&found, &pair);
+        let backlog_lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("maxlisten_listener_backlog{"))
+            .collect();
+        assert_eq!(backlog_lines.len(), 2, "{text}");
+        for l in &pair {
+            let inode = format!(",inode=\"{}\"}}", l.inode);
+            assert_eq!(
+                backlog_lines.iter().filter(|s| s.contains(&inode)).count(),
+                1,
+                "{text}"
+            );
+        }
+        // A listener alone keeps its labels without the inode.
+        let alone = survey(&found, &pair[..1]);
+        assert!(!alone.contains("inode="), "{alone}");
+        drop((first, second));
+    }
+}
