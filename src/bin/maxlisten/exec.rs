@@ -15,6 +15,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten stays until the last process of CMD's tree has exited.";
 
 #[derive(clap::Args, Debug)]
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 pub(crate) struct Args {
     /// The backlog each listen() asks for at least (default: the largest the kernel takes,
     /// which it lowers to the namespace's net.core.somaxconn). Never lowers what CMD asks.
