@@ -49,6 +49,9 @@
 //!   it works, with its own backlog.
 //! - Before Linux 6.9, a thread that is not its group's leader and has a descriptor table of
 //!   its own (`unshare(CLONE_FILES)`) is looked up in its leader's table.
+//! - The supervisor closes each borrowed duplicate at once. Should the program close the same
+//!   descriptor from another thread meanwhile, and it is not a socket but a file whose last
+//!   close flushes (NFS, FUSE), that close waits as long as the flush does.
 //! - A chain of filters holds one notifying filter: inside a container whose runtime installs
 //!   one (LXD, some seccomp agents) [`check`] fails with [`Error::Busy`].
 //!
@@ -450,17 +453,26 @@ impl Command {
         let spawned = command.spawn();
         drop(command);
         drop(theirs);
-        let child = match spawned {
+        let mut child = match spawned {
             Ok(child) => child,
             Err(source) => return Err(self.spawn_error(source, &ours)),
         };
         let main = child.id();
-        let notify = seccomp::recv_fd(&ours)
-            .map_err(io_error("receive the notification descriptor"))?
-            .ok_or_else(|| Error::Io {
-                step: "receive the notification descriptor",
-                source: io::Error::from(io::ErrorKind::UnexpectedEof),
-            })?;
+        let notify = match seccomp::recv_fd(&ours) {
+            Ok(Some(notify)) => notify,
+            failed => {
+                // Not expected: the child sends it before exec. Without a supervisor its
+                // listen() calls would fail (ENOSYS), so it does not go on.
+                let _ = supervise::kill(main, libc::SIGKILL);
+                let _ = child.wait();
+                return Err(Error::Io {
+                    step: "receive the notification descriptor",
+                    source: failed
+                        .err()
+                        .unwrap_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof)),
+                });
+            }
+        };
         drop(ours);
         Ok(supervise_loop(main, notify, &signalfd, config))
     }
