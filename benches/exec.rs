@@ -2,13 +2,14 @@
 //!
 //! 1. a system-call-heavy program that never listens (a C loop of `getppid` and `stat`
 //!    system calls), with and without the wrapper: the time of its loop as the program measures
-//!    it, and the wall time of the whole run;
+//!    it, and the wall time of the whole run; as a control, the same loop under a seccomp
+//!    filter that allows everything (what any filter costs at system-call entry);
 //! 2. one `listen` call, supervised and not (a C loop that re-listens one socket), in
 //!    microseconds;
 //! 3. the wrapper's own start-up: `maxlisten exec -- true` against `true`.
 //!
 //! ```text
-//! cargo bench --features cli --bench exec                      # 15 rounds
+//! cargo bench --features cli --bench exec                      # 25 rounds, 300,000 calls
 //! cargo bench --features cli --bench exec -- --rounds 3 --calls 200000
 //! ```
 //!
@@ -22,12 +23,17 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 
 /// `loop N`: N times getppid + stat (two system calls), prints the loop's nanoseconds.
+/// `filtered N`: the same after installing a seccomp filter that allows everything (the
+/// kernel's cost of any filter, without a supervisor).
 /// `listen N`: listen() N times on one bound socket, prints the loop's nanoseconds.
 const PROGRAM: &str = r#"
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -40,7 +46,14 @@ static long long now(void) {
 int main(int argc, char **argv) {
     long n = atol(argv[2]);
     struct stat st;
-    if (!strcmp(argv[1], "loop")) {
+    if (!strcmp(argv[1], "filtered")) {
+        struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+        struct sock_fprog prog = {1, allow};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog)) {
+            perror("seccomp"); return 1;
+        }
+    }
+    if (strcmp(argv[1], "listen")) {
         long long t = now();
         for (long i = 0; i < n; i++) { syscall(SYS_getppid); stat("/", &st); }
         printf("%lld\n", now() - t);
@@ -58,7 +71,7 @@ int main(int argc, char **argv) {
 "#;
 
 fn main() {
-    let (mut rounds, mut calls) = (15usize, 1_000_000u64);
+    let (mut rounds, mut calls) = (25usize, 300_000u64);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> u64 {
@@ -79,6 +92,9 @@ fn main() {
     let program = build();
     let listens = (calls / 20).max(1000);
 
+    let mut loop_filtered = Vec::new();
+    let mut pair_ratios = Vec::new();
+    let mut filter_ratios = Vec::new();
     let mut loop_bare = Vec::new();
     let mut loop_wrapped = Vec::new();
     let mut wall_bare = Vec::new();
@@ -88,6 +104,10 @@ fn main() {
     let mut start_bare = Vec::new();
     let mut start_wrapped = Vec::new();
     for round in 0..rounds {
+        // The control goes before the pair in even rounds, after it in odd ones.
+        if round % 2 == 0 {
+            loop_filtered.push(run(&program, "filtered", calls, false).0);
+        }
         // Alternate which one goes first.
         for wrapped in [round % 2 == 1, round % 2 == 0] {
             let (inner, wall) = run(&program, "loop", calls, wrapped);
@@ -113,6 +133,12 @@ fn main() {
             }
             .push(wall);
         }
+        if round % 2 == 1 {
+            loop_filtered.push(run(&program, "filtered", calls, false).0);
+        }
+        let (bare, with, filtered) = (loop_bare[round], loop_wrapped[round], loop_filtered[round]);
+        pair_ratios.push(with.as_secs_f64() / bare.as_secs_f64());
+        filter_ratios.push(filtered.as_secs_f64() / bare.as_secs_f64());
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let per_call_us = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n as f64;
@@ -136,6 +162,12 @@ fn main() {
         ms(lw),
         "ms",
     );
+    row(
+        "  control: any seccomp filter (allow-all, no wrapper)",
+        ms(lb),
+        ms(median(&mut loop_filtered)),
+        "ms",
+    );
     let (wb, ww) = (median(&mut wall_bare), median(&mut wall_wrapped));
     row("system-call loop, whole run (wall)", ms(wb), ms(ww), "ms");
     let (pb, pw) = (median(&mut listen_bare), median(&mut listen_wrapped));
@@ -151,6 +183,14 @@ fn main() {
         ms(sb),
         ms(sw),
         "ms",
+    );
+    pair_ratios.sort_by(f64::total_cmp);
+    filter_ratios.sort_by(f64::total_cmp);
+    println!(
+        "system-call loop, median of the per-round ratios: with the wrapper {:.4}, with an \
+         allow-all filter {:.4}",
+        pair_ratios[rounds / 2],
+        filter_ratios[rounds / 2]
     );
     println!(
         "supervised listen costs {:.1} us more; the wrapper adds {:.2} ms at start",
