@@ -31,10 +31,11 @@
 //!
 //! - `io_uring`'s `IORING_OP_LISTEN` (Linux 6.11+) does not pass through seccomp: such a
 //!   listen gets the program's own backlog.
-//! - 32-bit programs that listen through `socketcall(2)` (libcs older than the direct `listen`
-//!   system call of Linux 4.3) pass the arguments in memory: their listen is allowed unchanged.
-//!   Architectures this crate does not know (other than x86_64, x32, i386, aarch64, 32-bit Arm,
-//!   riscv64) are not covered either; [`check`] refuses there.
+//! - 32-bit x86 programs that listen through `socketcall(2)` (as i386 glibc does) are covered:
+//!   the supervisor reads the two arguments from the caller's memory (`process_vm_readv`).
+//!   32-bit programs on other architectures' `socketcall` are not, nor are architectures this
+//!   crate does not know (other than x86_64, x32, i386, aarch64, 32-bit Arm, riscv64, where
+//!   [`check`] refuses).
 //! - Without `CAP_SYS_ADMIN` the filter needs `no_new_privs`: setuid and setgid bits and file
 //!   capabilities grant nothing to the whole tree (a `setcap cap_net_bind_service` server run
 //!   by a normal user cannot bind port 80). As root the filter is installed without it.
@@ -664,11 +665,22 @@ fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Optio
         // Gone, or not visible from here: carry the call out as made, if it still waits.
         None => return seccomp::id_valid(notify, n.id).then_some(Answer::Continue),
     };
+    // i386's socketcall: the arguments are in the caller's memory.
+    let (fd, backlog) = match n.socketcall_args {
+        None => (n.fd, n.backlog),
+        Some(addr) => match seccomp::read_socketcall_args(n.tid, addr) {
+            Ok(args) => args,
+            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => {
+                return seccomp::id_valid(notify, n.id).then_some(Answer::Errno(libc::EFAULT))
+            }
+            Err(_) => return seccomp::id_valid(notify, n.id).then_some(Answer::Continue),
+        },
+    };
     // The id read above still names the caller: it has not exited and been reused.
     if !seccomp::id_valid(notify, n.id) {
         return None;
     }
-    let dup = match pidfd::getfd(&pidfd, n.fd) {
+    let dup = match pidfd::getfd(&pidfd, fd) {
         Ok(dup) => dup,
         // No such descriptor (or a negative number): what listen itself says.
         Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Some(Answer::Errno(libc::EBADF)),
@@ -679,9 +691,9 @@ fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Optio
     };
     let socket = SockRef::from(&dup);
     let arg = if excepted(&socket, n.tid, config) {
-        n.backlog
+        backlog
     } else {
-        larger(n.backlog, config.request)
+        larger(backlog, config.request)
     };
     let answer = match socket.listen(arg) {
         Ok(()) => Answer::Value(0),

@@ -314,27 +314,26 @@ fn node_gets_the_limit() {
     });
 }
 
-#[test]
-fn a_static_binary_that_asks_for_1_gets_the_limit() {
-    if !require_root("a_static_binary_that_asks_for_1_gets_the_limit") {
-        return;
-    }
-    let dir = temp_dir("exec-static");
+/// Builds the C server with `gcc -static FLAGS` into a fresh directory.
+fn build_static(test: &str, flags: &[&str]) -> std::path::PathBuf {
+    let dir = temp_dir(test);
     let source = dir.join("server.c");
     let binary = dir.join("server");
     std::fs::write(&source, C_SERVER).unwrap();
-    assert!(
-        has_interpreter(Path::new("/bin/sh")),
-        "the check sees a dynamic binary"
-    );
     let built = Command::new("gcc")
-        .args(["-static", "-O1", "-o"])
+        .arg("-static")
+        .args(flags)
+        .args(["-O1", "-o"])
         .arg(&binary)
         .arg(&source)
         .output()
         .expect("run gcc (CI installs it)");
-    assert!(built.status.success(), "gcc -static: {built:?}");
-    assert!(!has_interpreter(&binary), "gcc did not link statically");
+    assert!(built.status.success(), "gcc -static {flags:?}: {built:?}");
+    binary
+}
+
+/// The static server under the wrapper at the limit, serving; without it, at 1.
+fn static_server_at_limit(binary: &Path) {
     in_netns(LIMIT, || {
         let mut wrapped = Wrapped::start(&[], binary.to_str().unwrap(), &[]);
         let port = wrapped.port();
@@ -342,10 +341,7 @@ fn a_static_binary_that_asks_for_1_gets_the_limit() {
         answers_tcp(port);
         drop(wrapped);
         // Without the wrapper, the same binary gets what it asks.
-        let mut bare = Command::new(&binary)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut bare = Command::new(binary).stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         BufReader::new(bare.stdout.as_mut().unwrap())
             .read_line(&mut line)
@@ -354,7 +350,36 @@ fn a_static_binary_that_asks_for_1_gets_the_limit() {
         bare.kill().unwrap();
         bare.wait().unwrap();
     });
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_static_binary_that_asks_for_1_gets_the_limit() {
+    if !require_root("a_static_binary_that_asks_for_1_gets_the_limit") {
+        return;
+    }
+    assert!(
+        has_interpreter(Path::new("/bin/sh")),
+        "the check sees a dynamic binary"
+    );
+    let binary = build_static("exec-static", &[]);
+    assert!(!has_interpreter(&binary), "gcc did not link statically");
+    static_server_at_limit(&binary);
+    let _ = std::fs::remove_dir_all(binary.parent().unwrap());
+}
+
+/// A 32-bit x86 static binary: Debian 12's i386 glibc listens through socketcall(2) (102,
+/// `strace -n` shows it), whose arguments the supervisor reads from the program's memory.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_32_bit_static_binary_gets_the_limit() {
+    if !require_root("a_32_bit_static_binary_gets_the_limit") {
+        return;
+    }
+    let binary = build_static("exec-static32", &["-m32"]);
+    let elf = std::fs::read(&binary).unwrap();
+    assert_eq!(&elf[..5], b"\x7fELF\x01", "a 32-bit ELF file");
+    static_server_at_limit(&binary);
+    let _ = std::fs::remove_dir_all(binary.parent().unwrap());
 }
 
 /// A daemon: the first process exits; the daemon listens after that, and is still covered

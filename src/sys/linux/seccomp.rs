@@ -3,9 +3,10 @@
 //!
 //! - The filter is a few classic-BPF instructions: for each architecture a program of this
 //!   machine may run as (x86_64, x32 and i386 here; aarch64 and 32-bit Arm; riscv64), the
-//!   `listen` system call returns `SECCOMP_RET_USER_NOTIF`; every other call, and every other
-//!   architecture, is allowed. A 32-bit program that goes through `socketcall(2)` passes its
-//!   arguments in memory and is not caught.
+//!   `listen` system call returns `SECCOMP_RET_USER_NOTIF`, and so does i386's
+//!   `socketcall(SYS_LISTEN, args)`, which 32-bit glibc uses (its arguments are in the caller's
+//!   memory: [`read_socketcall_args`]); every other call, and every other architecture, is
+//!   allowed.
 //! - It is installed with `SECCOMP_FILTER_FLAG_NEW_LISTENER` (the notification descriptor, made
 //!   close-on-exec by the kernel) and `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` where the kernel
 //!   has it (5.19); without it, a signal to the program while the supervisor handles its call
@@ -26,20 +27,33 @@ use libc::{c_int, c_uint, sock_filter};
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
 
-/// `(AUDIT_ARCH_*, the listen system call numbers)` for each architecture a program on this
-/// machine may use. The values are the kernel's (`include/uapi/linux/audit.h`,
-/// `arch/*/entry/syscalls`).
+// The low 32 bits of `args[0]` (at byte 16; these architectures are little-endian).
+const ARG0_OFFSET: u32 = 16;
+
+/// `socketcall(2)`'s call number for `listen`.
+const SYS_LISTEN: u32 = 4;
+
+/// An architecture a program on this machine may use: `AUDIT_ARCH_*`, its `listen` system
+/// call numbers, and its `socketcall` number if it has one. The values are the kernel's
+/// (`include/uapi/linux/audit.h`, `arch/*/entry/syscalls`, `include/uapi/linux/net.h`).
+type Arch = (u32, &'static [u32], Option<u32>);
+
+/// `AUDIT_ARCH_I386`.
+pub(crate) const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+/// i386's `socketcall`.
+pub(crate) const I386_SOCKETCALL: i32 = 102;
+
 #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
-const ARCHES: &[(u32, &[u32])] = &[
+const ARCHES: &[Arch] = &[
     // x86_64, and x32 (the same audit arch, numbers with __X32_SYSCALL_BIT).
-    (0xC000_003E, &[50, 0x4000_0000 | 50]),
-    // i386 (listen is a system call of its own since Linux 4.3).
-    (0x4000_0003, &[363]),
+    (0xC000_003E, &[50, 0x4000_0000 | 50], None),
+    // i386: listen is a system call of its own since Linux 4.3; glibc still uses socketcall.
+    (AUDIT_ARCH_I386, &[363], Some(I386_SOCKETCALL as u32)),
 ];
 #[cfg(any(target_arch = "aarch64", target_arch = "arm"))]
-const ARCHES: &[(u32, &[u32])] = &[(0xC000_00B7, &[201]), (0x4000_0028, &[284])];
+const ARCHES: &[Arch] = &[(0xC000_00B7, &[201], None), (0x4000_0028, &[284], None)];
 #[cfg(target_arch = "riscv64")]
-const ARCHES: &[(u32, &[u32])] = &[(0xC000_00F3, &[201])];
+const ARCHES: &[Arch] = &[(0xC000_00F3, &[201], None)];
 #[cfg(not(any(
     target_arch = "x86_64",
     target_arch = "x86",
@@ -47,7 +61,7 @@ const ARCHES: &[(u32, &[u32])] = &[(0xC000_00F3, &[201])];
     target_arch = "arm",
     target_arch = "riscv64"
 )))]
-const ARCHES: &[(u32, &[u32])] = &[];
+const ARCHES: &[Arch] = &[];
 
 /// The filter program, made before `fork` so that the child only has to pass a pointer.
 #[derive(Debug)]
@@ -81,18 +95,32 @@ pub(crate) fn listen_filter() -> Option<Filter> {
     let load = |offset| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
     let ret = |action| stmt(libc::BPF_RET | libc::BPF_K, action);
     // One block per architecture: load arch; not this one: next block; load nr; each listen
-    // number: to the final NOTIFY; else ALLOW. After the blocks: ALLOW, NOTIFY.
-    let total: usize = ARCHES.iter().map(|(_, nrs)| 4 + nrs.len()).sum::<usize>() + 2;
+    // number: to the final NOTIFY; socketcall: load args[0], SYS_LISTEN: NOTIFY; else ALLOW.
+    // After the blocks: ALLOW, NOTIFY.
+    let block_len = |nrs: &[u32], socketcall: Option<u32>| {
+        4 + nrs.len() + 3 * usize::from(socketcall.is_some())
+    };
+    let total: usize = ARCHES
+        .iter()
+        .map(|(_, nrs, sc)| block_len(nrs, *sc))
+        .sum::<usize>()
+        + 2;
     let notify_at = total - 1;
     let mut program = Vec::with_capacity(total);
-    for (arch, nrs) in ARCHES {
-        let block = 4 + nrs.len();
+    for (arch, nrs, socketcall) in ARCHES {
         program.push(load(ARCH_OFFSET));
-        program.push(jump(*arch, 0, block - 2));
+        program.push(jump(*arch, 0, block_len(nrs, *socketcall) - 2));
         program.push(load(NR_OFFSET));
         for nr in *nrs {
             let next = program.len() + 1;
             program.push(jump(*nr, notify_at - next, 0));
+        }
+        if let Some(socketcall) = socketcall {
+            // Not socketcall: over the next two, to ALLOW.
+            program.push(jump(*socketcall, 0, 2));
+            program.push(load(ARG0_OFFSET));
+            let next = program.len() + 1;
+            program.push(jump(SYS_LISTEN, notify_at - next, 0));
         }
         program.push(ret(libc::SECCOMP_RET_ALLOW));
     }
@@ -259,9 +287,13 @@ pub(crate) struct Notification {
     pub(crate) id: u64,
     /// The calling thread's id, in this process's PID namespace (0 if it has none there).
     pub(crate) tid: u32,
-    /// `listen`'s arguments, as the C `int`s the kernel takes.
+    /// `listen`'s arguments, as the C `int`s the kernel takes; for a `socketcall`, 0 and 0
+    /// until [`read_socketcall_args`] has read them.
     pub(crate) fd: c_int,
     pub(crate) backlog: c_int,
+    /// For i386's `socketcall(SYS_LISTEN, args)`: the address of its arguments (two 32-bit
+    /// values) in the caller's memory.
+    pub(crate) socketcall_args: Option<u64>,
 }
 
 /// The kernel's sizes of `struct seccomp_notif` and `struct seccomp_notif_resp`, which may be
@@ -317,13 +349,50 @@ pub(crate) fn recv(notify: &OwnedFd) -> io::Result<Notification> {
     }
     // SAFETY: the buffer holds at least a `seccomp_notif`, aligned, just written.
     let notif = unsafe { std::ptr::read(buf.as_ptr().cast::<libc::seccomp_notif>()) };
+    if notif.data.arch == AUDIT_ARCH_I386 && notif.data.nr == I386_SOCKETCALL {
+        return Ok(Notification {
+            id: notif.id,
+            tid: notif.pid,
+            fd: 0,
+            backlog: 0,
+            socketcall_args: Some(notif.data.args[1] & 0xFFFF_FFFF),
+        });
+    }
     Ok(Notification {
         id: notif.id,
         tid: notif.pid,
         // The kernel's listen takes two ints: the low 32 bits of each argument.
         fd: notif.data.args[0] as u32 as c_int,
         backlog: notif.data.args[1] as u32 as c_int,
+        socketcall_args: None,
     })
+}
+
+/// `(fd, backlog)` of a 32-bit `socketcall(SYS_LISTEN, args)`, read from the memory of thread
+/// `tid` at `addr` (`process_vm_readv(2)`, which needs the same ptrace access as `pidfd_getfd`).
+/// `EFAULT` for an address the program cannot read either. Check the notification is still
+/// valid afterwards: only then was `tid` the caller.
+pub(crate) fn read_socketcall_args(tid: u32, addr: u64) -> io::Result<(c_int, c_int)> {
+    let mut words = [0u32; 2];
+    let local = libc::iovec {
+        iov_base: words.as_mut_ptr().cast(),
+        iov_len: mem::size_of_val(&words),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as usize as *mut libc::c_void,
+        iov_len: mem::size_of_val(&words),
+    };
+    let tid = libc::pid_t::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // SAFETY: `local` describes the live array `words`; the kernel writes at most its size.
+    // `remote` is only read, in the other process, by the kernel.
+    let n = unsafe { libc::process_vm_readv(tid, &local, 1, &remote, 1, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if n as usize != mem::size_of_val(&words) {
+        return Err(io::Error::from_raw_os_error(libc::EFAULT));
+    }
+    Ok((words[0] as c_int, words[1] as c_int))
 }
 
 /// Whether notification `id` still waits for an answer (`SECCOMP_IOCTL_NOTIF_ID_VALID`): a
@@ -398,9 +467,19 @@ mod tests {
             if insn.code == (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16 {
                 assert!(i + 1 + usize::from(insn.jt) < len);
                 assert!(i + 1 + usize::from(insn.jf) < len);
-                // A listen number jumps to NOTIFY.
+                // A listen number (or SYS_LISTEN) jumps to NOTIFY.
                 if insn.jt > 0 {
                     assert_eq!(i + 1 + usize::from(insn.jt), len - 1);
+                }
+                // A mismatch lands on a load of the next block or on ALLOW.
+                if insn.jf > 0 {
+                    let to = &filter.program[i + 1 + usize::from(insn.jf)];
+                    let load_arch = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+                    assert!(
+                        (to.code == load_arch && to.k == ARCH_OFFSET)
+                            || to.k == libc::SECCOMP_RET_ALLOW,
+                        "instruction {i}"
+                    );
                 }
             }
         }
