@@ -754,3 +754,64 @@ print(len(results), sorted(set(results)), peak() - before)
         "the wrapper's peak memory grew by {growth} kB"
     );
 }
+
+/// As a container's entrypoint: PID 1 of a new PID namespace (`unshare --pid --fork
+/// --mount-proc`, as runtimes make it). A SIGTERM from outside reaches the program (PID 1 gets
+/// only the signals it takes, and the wrapper takes these), an orphan is reaped (no zombie
+/// left), and the exit status is the program's.
+#[test]
+fn as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status() {
+    if !require_root("as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status") {
+        return;
+    }
+    let program = r#"
+import os, signal, subprocess, sys, time
+assert os.getppid() == 1, os.getppid()
+# An orphan: a grandchild whose parent exits at once; it exits after 0.2 s.
+subprocess.Popen(["sh", "-c", "sleep 0.2 &"]).wait()
+def term(*_):
+    time.sleep(0.5)  # the orphan has exited meanwhile
+    zombies = [p for p in os.listdir("/proc") if p.isdigit()
+               and open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()[0] == "Z"]
+    print("zombies", zombies, flush=True)
+    sys.exit(5)
+signal.signal(signal.SIGTERM, term)
+print("ready", flush=True)
+while True:
+    signal.pause()
+"#;
+    let mut unshare = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            BIN,
+            "exec",
+            "--",
+            "python3",
+            "-c",
+            program,
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    let mut out = BufReader::new(unshare.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    // The wrapper: the child of unshare.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", unshare.id())).unwrap();
+    let wrapper: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: kill takes two integers; the wrapper is alive (its program just printed).
+    assert_eq!(unsafe { libc::kill(wrapper, libc::SIGTERM) }, 0);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "zombies []", "the orphan was reaped");
+    let status = unshare.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "the program's status, through the wrapper"
+    );
+}
