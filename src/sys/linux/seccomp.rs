@@ -421,6 +421,10 @@ pub(crate) enum Answer {
     Continue,
 }
 
+/// `SECCOMP_USER_NOTIF_FLAG_CONTINUE` as the `flags` field takes it (libc's type differs by
+/// target).
+const CONTINUE: u32 = libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as _;
+
 /// Answers notification `id` (`SECCOMP_IOCTL_NOTIF_SEND`). `ENOENT`: the caller is gone or was
 /// interrupted; nothing waits for the answer any more.
 pub(crate) fn answer(notify: &OwnedFd, id: u64, answer: Answer) -> io::Result<()> {
@@ -429,7 +433,7 @@ pub(crate) fn answer(notify: &OwnedFd, id: u64, answer: Answer) -> io::Result<()
     let (val, error, flags) = match answer {
         Answer::Value(v) => (v, 0, 0),
         Answer::Errno(e) => (0, -e, 0),
-        Answer::Continue => (0, 0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        Answer::Continue => (0, 0, CONTINUE),
     };
     let resp = libc::seccomp_notif_resp {
         id,
