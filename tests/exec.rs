@@ -815,3 +815,42 @@ while True:
         "the program's status, through the wrapper"
     );
 }
+
+/// Without root (as `nobody`, no capabilities): the filter goes in under `no_new_privs`, and
+/// the program still ends at the limit.
+#[test]
+fn as_nobody_it_works_under_no_new_privs() {
+    if !require_root("as_nobody_it_works_under_no_new_privs") {
+        return;
+    }
+    in_netns(LIMIT, || {
+        let program = r#"
+import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(5)
+print(s.getsockname()[1], flush=True)
+print([l.split()[1] for l in open("/proc/self/status") if l.startswith("NoNewPrivs")][0], flush=True)
+import sys; sys.stdin.read()
+"#;
+        let mut child = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .args([BIN, "exec", "--", "python3", "-c", program])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("setpriv");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut port = String::new();
+        out.read_line(&mut port).unwrap();
+        let mut nnp = String::new();
+        out.read_line(&mut nnp).unwrap();
+        assert_eq!(ss_send_q(port.trim().parse().unwrap()), LIMIT);
+        assert_eq!(nnp.trim(), "1", "no_new_privs, as documented");
+        drop(child.stdin.take());
+        assert!(child.wait().unwrap().success());
+    });
+}
