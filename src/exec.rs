@@ -104,7 +104,7 @@ pub enum Error {
     },
     /// The program exists but cannot be executed (no permission, a directory, a bad format).
     /// The command exits 126.
-    #[error("'{}': {source}", program.to_string_lossy())]
+    #[error("'{}': {}", program.to_string_lossy(), plain(source))]
     NotExecutable {
         /// The program as given.
         program: OsString,
@@ -176,6 +176,15 @@ impl Error {
             | Error::PermissionDenied { source, .. }
             | Error::Io { source, .. } => source.kind(),
         }
+    }
+}
+
+/// The OS's words for an error, without Rust's " (os error N)", as env(1) prints them.
+fn plain(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
     }
 }
 
