@@ -12,6 +12,11 @@
 //! `app.socket` and this program as `ExecStart=` of `app.service`. In development,
 //! `systemfd --no-pid -s http::8080 -- cargo run --example inherited` (systemfd listens with a
 //! backlog of 1: this is where the re-listen matters most).
+//!
+//! `maxlisten::inherited()` leaves `LISTEN_*` in the environment (harmless: they name this
+//! process, so no child adopts anything). A program that wants them gone calls
+//! `unsafe { maxlisten::inherited_and_unset_env() }` first thing in `main`, before any thread,
+//! as here.
 
 use std::process::ExitCode;
 
@@ -28,7 +33,9 @@ fn main() -> ExitCode {
     use std::io::Write;
 
     let once = std::env::args().nth(1).as_deref() == Some("--once");
-    let sockets = match maxlisten::inherited() {
+    // SAFETY: the first thing in main: no other thread exists yet that could read the
+    // environment while the variables are removed.
+    let sockets = match unsafe { maxlisten::inherited_and_unset_env() } {
         Ok(sockets) => sockets,
         Err(err) => {
             eprintln!("inherited: {err}");

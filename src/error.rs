@@ -8,8 +8,17 @@ use crate::Address;
 /// Why making or operating a listener failed.
 ///
 /// Every variant names the step that failed and the address it failed on, and keeps the
-/// operating system's error as its [`source`](std::error::Error::source). The message includes
-/// that OS error, so a plain `eprintln!("{err}")` says why.
+/// operating system's error: its message ends with it, so a plain `eprintln!("{err}")` says
+/// why, and [`Error::io_error`] gives it.
+///
+/// # In an error chain
+///
+/// Each cause appears once in a chain (`anyhow`'s `{:#}`, `eyre`, a loop over
+/// [`source`](std::error::Error::source)). The OS error is in this error's message, so
+/// `source()` does not return it again: it returns what the OS error itself wraps, if anything,
+/// the rule [`io::Error`] follows for the error it carries. That way an [`io::Error`] made from
+/// this one (the drop-ins' error, below) still shows the step, the address and the OS error,
+/// and its chain repeats nothing either.
 ///
 /// [`Error::kind`] gives the [`io::ErrorKind`] of the underlying error (`AddrInUse`,
 /// `AddrNotAvailable`, `PermissionDenied`, ...), and [`Error::raw_os_error`] its OS code.
@@ -42,7 +51,7 @@ use crate::Address;
 /// # Ok::<(), io::Error>(())
 /// ```
 #[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum Error {
     /// The address could not be resolved: a name the resolver does not know, or text that is
     /// not an address (kind `InvalidInput`). The error is the resolver's, as std returns it.
@@ -50,7 +59,6 @@ pub enum Error {
     /// [`bind`](crate::bind) and [`ListenerBuilder::bind`](crate::ListenerBuilder::bind) take
     /// std's bound, `ToSocketAddrs`, which cannot print its input: like std, this error does
     /// not name it. Every error made after resolution names the socket address.
-    #[error("resolve the address to bind: {source}")]
     Resolve {
         /// The resolver's error.
         source: io::Error,
@@ -58,11 +66,9 @@ pub enum Error {
 
     /// The address resolved to no socket address at all (kind `InvalidInput`), for example an
     /// empty slice.
-    #[error("resolve the address to bind: it gave no socket addresses")]
     NoAddresses,
 
     /// `socket(2)` failed, for example when the process is out of file descriptors.
-    #[error("create socket for {addr}: {source}")]
     Socket {
         /// The address the socket was for.
         addr: Address,
@@ -72,7 +78,6 @@ pub enum Error {
 
     /// Setting a socket option failed, or the option does not fit the address (`only_v6` on an
     /// IPv4 address) or the platform (kind `Unsupported`).
-    #[error("set {option} for {addr}: {source}")]
     SetOption {
         /// The option, as the OS names it (`SO_REUSEPORT`, `IPV6_V6ONLY`, ...).
         option: &'static str,
@@ -85,7 +90,6 @@ pub enum Error {
     /// Binding the socket to a network device failed: no such device (`SO_BINDTODEVICE` gives
     /// `ENODEV`), a name too long (`InvalidInput`), or a platform without the option
     /// (`Unsupported`).
-    #[error("bind to device {device:?} for {addr}: {source}")]
     BindDevice {
         /// The device name as given.
         device: String,
@@ -99,7 +103,6 @@ pub enum Error {
     /// (`AddrNotAvailable`), or the port is privileged (`PermissionDenied`). For a Unix socket:
     /// the path exists (`AddrInUse`; with `remove_stale`, the message says why it was kept), or
     /// its directory cannot be written (`PermissionDenied`).
-    #[error("bind {addr}: {source}")]
     Bind {
         /// The address that could not be bound.
         addr: Address,
@@ -108,7 +111,6 @@ pub enum Error {
     },
 
     /// `listen(2)` failed.
-    #[error("listen on {}: {source}", Addr(addr))]
     Listen {
         /// The listener's local address, where it could be read.
         addr: Option<Address>,
@@ -118,7 +120,6 @@ pub enum Error {
 
     /// Every address the input resolved to failed; each failure is kept, in the order tried,
     /// and each names its address. [`Error::kind`] is the kind of the last one, as with `std`.
-    #[error("bind: every address failed: {}", List(errors))]
     AllAddressesFailed {
         /// One error per address tried.
         errors: Vec<Error>,
@@ -126,7 +127,6 @@ pub enum Error {
 
     /// A backlog change or a queue reading was asked of a socket that is not listening
     /// (kind `InvalidInput`). Nothing was changed: `listen(2)` was not called.
-    #[error("{} is not a listening socket", Addr(addr))]
     NotListening {
         /// The socket's local address, where it could be read.
         addr: Option<Address>,
@@ -134,7 +134,6 @@ pub enum Error {
 
     /// Reading the state of a listener from the kernel failed, or this platform cannot report it
     /// (kind `Unsupported`).
-    #[error("read {what} of {}: {source}", Addr(addr))]
     Query {
         /// What was read (`TCP_INFO`, `SO_LISTENQLEN`, ...).
         what: &'static str,
@@ -146,7 +145,6 @@ pub enum Error {
 
     /// The listener could not be handed to an async runtime (no runtime running, or the
     /// runtime refused to register it).
-    #[error("register {} with the async runtime: {source}", Addr(addr))]
     Register {
         /// The listener's local address, where it could be read.
         addr: Option<Address>,
@@ -156,7 +154,6 @@ pub enum Error {
 
     /// A socket-activation variable (`LISTEN_PID`, `LISTEN_FDS`, ...) holds something that is
     /// not what the protocol allows (kind `InvalidInput`). Nothing was adopted.
-    #[error("{variable}={value:?}: {problem}")]
     Environment {
         /// The variable's name.
         variable: &'static str,
@@ -167,11 +164,11 @@ pub enum Error {
     },
 
     /// Operating another process's socket failed ([`survey::relisten`](crate::survey::relisten)):
-    /// the step (`pidfd_open`, `pidfd_getfd`, `SO_ACCEPTCONN`, `listen`), the pid and descriptor,
+    /// the step (`pidfd_open`, `pidfd_getfd`, `check that it is the socket surveyed`,
+    /// `SO_ACCEPTCONN`, `listen`), the pid and descriptor,
     /// the OS error, and in the message what is missing: ptrace permission for `EPERM`
     /// (`CAP_SYS_PTRACE`, or the same user where `kernel.yama.ptrace_scope` allows it), Linux
     /// 5.6 for `ENOSYS`, a process that is gone for `ESRCH`, a descriptor it lacks for `EBADF`.
-    #[error("{step} on pid {pid} fd {fd}: {source}{}", ForeignHint(source))]
     Foreign {
         /// The process.
         pid: u32,
@@ -183,10 +180,25 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// Opening, checking or entering a network namespace failed
+    /// ([`netns::Netns`](crate::netns::Netns)): `netns` names it (a path such as
+    /// `/proc/PID/ns/net` or `/run/netns/NAME`, or its inode), `step` says what was being done
+    /// (`open`, `check that it is a network namespace`, `setns`, ...), and the message says what
+    /// is missing where the OS error tells: `CAP_SYS_ADMIN` to enter another namespace
+    /// (`EPERM` from `setns`), ptrace read access (`CAP_SYS_PTRACE`) to open another user's
+    /// `/proc/PID/ns/net`, a process or name that does not exist.
+    Namespace {
+        /// The namespace: the path, pid or name it was asked by, or its inode.
+        netns: String,
+        /// The step that failed.
+        step: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+
     /// A descriptor handed over by socket activation is not a listening stream socket, or
     /// could not be examined or prepared: `ENOTSOCK`, `EBADF`, or kind `InvalidInput` for a
     /// socket of the wrong type or one that does not listen. Nothing was adopted.
-    #[error("inherited descriptor {fd}{}: {source}", Name(name))]
     Inherited {
         /// The descriptor number (3 and up).
         fd: i32,
@@ -195,6 +207,77 @@ pub enum Error {
         /// What is wrong.
         source: io::Error,
     },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Resolve { source } => write!(f, "resolve the address to bind: {source}"),
+            Error::NoAddresses => {
+                f.write_str("resolve the address to bind: it gave no socket addresses")
+            }
+            Error::Socket { addr, source } => write!(f, "create socket for {addr}: {source}"),
+            Error::SetOption {
+                option,
+                addr,
+                source,
+            } => write!(f, "set {option} for {addr}: {source}"),
+            Error::BindDevice {
+                device,
+                addr,
+                source,
+            } => write!(f, "bind to device {device:?} for {addr}: {source}"),
+            Error::Bind { addr, source } => write!(f, "bind {addr}: {source}"),
+            Error::Listen { addr, source } => write!(f, "listen on {}: {source}", Addr(addr)),
+            Error::AllAddressesFailed { errors } => {
+                write!(f, "bind: every address failed: {}", List(errors))
+            }
+            Error::NotListening { addr } => write!(f, "{} is not a listening socket", Addr(addr)),
+            Error::Query { what, addr, source } => {
+                write!(f, "read {what} of {}: {source}", Addr(addr))
+            }
+            Error::Register { addr, source } => write!(
+                f,
+                "register {} with the async runtime: {source}",
+                Addr(addr)
+            ),
+            Error::Environment {
+                variable,
+                value,
+                problem,
+            } => write!(f, "{variable}={value:?}: {problem}"),
+            Error::Foreign {
+                pid,
+                fd,
+                step,
+                source,
+            } => write!(
+                f,
+                "{step} on pid {pid} fd {fd}: {source}{}",
+                ForeignHint(source)
+            ),
+            Error::Inherited { fd, name, source } => {
+                write!(f, "inherited descriptor {fd}{}: {source}", Name(name))
+            }
+            Error::Namespace {
+                netns,
+                step,
+                source,
+            } => write!(
+                f,
+                "network namespace {netns}: {step}: {source}{}",
+                NamespaceHint(step, source)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    /// What the OS error wraps, if anything: the OS error itself is in the message already
+    /// (see [In an error chain](Error#in-an-error-chain)).
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io_error()?.source()
+    }
 }
 
 impl Error {
@@ -235,8 +318,19 @@ impl Error {
         }
     }
 
-    /// The OS error this error wraps; `None` for the variants that have none.
-    fn io_error(&self) -> Option<&io::Error> {
+    /// The OS error this error wraps (the error `bind(2)` or `listen(2)` returned, say);
+    /// `None` for the variants that have none, and for [`Error::AllAddressesFailed`] (see each
+    /// error in `errors`). Its message is the end of this error's.
+    ///
+    /// ```
+    /// let taken = maxlisten::bind("127.0.0.1:0")?;
+    /// let err = maxlisten::ListenerBuilder::new().bind(taken.local_addr()?).unwrap_err();
+    /// let os = err.io_error().unwrap();
+    /// assert_eq!(os.kind(), std::io::ErrorKind::AddrInUse);
+    /// assert!(err.to_string().ends_with(&os.to_string()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn io_error(&self) -> Option<&io::Error> {
         match self {
             Error::Resolve { source, .. }
             | Error::Socket { source, .. }
@@ -247,7 +341,8 @@ impl Error {
             | Error::Query { source, .. }
             | Error::Register { source, .. }
             | Error::Inherited { source, .. }
-            | Error::Foreign { source, .. } => Some(source),
+            | Error::Foreign { source, .. }
+            | Error::Namespace { source, .. } => Some(source),
             Error::NoAddresses
             | Error::NotListening { .. }
             | Error::Environment { .. }
@@ -282,7 +377,8 @@ impl Error {
             | Error::AllAddressesFailed { .. }
             | Error::Environment { .. }
             | Error::Inherited { .. }
-            | Error::Foreign { .. } => None,
+            | Error::Foreign { .. }
+            | Error::Namespace { .. } => None,
         }
     }
 }
@@ -348,6 +444,36 @@ impl fmt::Display for ForeignHint<'_> {
             Some(libc::ENOSYS) => "; pidfd_getfd needs Linux 5.6 or later",
             Some(libc::ESRCH) => "; the process is gone",
             Some(libc::EBADF) => "; the process has no such descriptor",
+            _ => "",
+        };
+        f.write_str(hint)
+    }
+}
+
+/// What an OS error on a network namespace says is missing.
+struct NamespaceHint<'a>(&'a str, &'a io::Error);
+
+impl fmt::Display for NamespaceHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let NamespaceHint(step, source) = *self;
+        let permission = matches!(
+            source.raw_os_error(),
+            Some(libc::EPERM) | Some(libc::EACCES)
+        ) || source.kind() == io::ErrorKind::PermissionDenied;
+        let hint = match step {
+            "setns" if permission => {
+                "; entering another network namespace needs CAP_SYS_ADMIN over its user \
+                 namespace (run as root)"
+            }
+            "setns" if source.raw_os_error() == Some(libc::EINVAL) => "; not a network namespace",
+            "open" if permission => {
+                "; another process's namespace needs ptrace read access (CAP_SYS_PTRACE, or \
+                 the same user)"
+            }
+            "open" if source.raw_os_error() == Some(libc::ENOENT) => {
+                "; no such process, file or name"
+            }
+            "open" if source.raw_os_error() == Some(libc::ESRCH) => "; the process is gone",
             _ => "",
         };
         f.write_str(hint)

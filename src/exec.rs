@@ -93,18 +93,16 @@ const FORWARDED: [libc::c_int; 7] = [
 const REAP_INTERVAL_MS: libc::c_int = 250;
 
 /// Why a program could not be run under the supervisor, or the supervisor failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// The program was not found (in `PATH`, or at the path given). The command exits 127.
-    #[error("'{}': No such file or directory", program.to_string_lossy())]
     NotFound {
         /// The program as given.
         program: OsString,
     },
     /// The program exists but cannot be executed (no permission, a directory, a bad format).
     /// The command exits 126.
-    #[error("'{}': {}", program.to_string_lossy(), plain(source))]
     NotExecutable {
         /// The program as given.
         program: OsString,
@@ -112,7 +110,6 @@ pub enum Error {
         source: io::Error,
     },
     /// The kernel lacks what the supervisor needs.
-    #[error("this kernel cannot supervise listen(): {what} is missing ({source})")]
     Unsupported {
         /// The missing feature and the Linux version that brought it.
         what: &'static str,
@@ -121,13 +118,8 @@ pub enum Error {
     },
     /// A notifying seccomp filter is installed already (a container runtime's, or an outer
     /// `maxlisten exec`), and a chain holds only one (`EBUSY`).
-    #[error(
-        "a seccomp notifying filter is installed already (by the container runtime, or an \
-         outer maxlisten exec); only one is allowed (EBUSY)"
-    )]
     Busy,
     /// Installing the filter or borrowing a descriptor is not permitted here.
-    #[error("no permission to {what} ({source})")]
     PermissionDenied {
         /// What was refused.
         what: &'static str,
@@ -135,13 +127,53 @@ pub enum Error {
         source: io::Error,
     },
     /// A step of starting or supervising failed.
-    #[error("{step}: {source}")]
     Io {
         /// The step.
         step: &'static str,
         /// The OS error.
         source: io::Error,
     },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::NotFound { program } => {
+                write!(
+                    f,
+                    "'{}': No such file or directory",
+                    program.to_string_lossy()
+                )
+            }
+            Error::NotExecutable { program, source } => {
+                write!(f, "'{}': {}", program.to_string_lossy(), plain(source))
+            }
+            Error::Unsupported { what, source } => write!(
+                f,
+                "this kernel cannot supervise listen(): {what} is missing ({source})"
+            ),
+            Error::Busy => f.write_str(
+                "a seccomp notifying filter is installed already (by the container runtime, or \
+                 an outer maxlisten exec); only one is allowed (EBUSY)",
+            ),
+            Error::PermissionDenied { what, source } => {
+                write!(f, "no permission to {what} ({source})")
+            }
+            Error::Io { step, source } => write!(f, "{step}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::NotFound { .. } | Error::Busy => None,
+            Error::NotExecutable { source, .. }
+            | Error::Unsupported { source, .. }
+            | Error::PermissionDenied { source, .. }
+            | Error::Io { source, .. } => Some(source),
+        }
+    }
 }
 
 impl Error {
@@ -720,7 +752,10 @@ fn caller_pidfd(tid: u32) -> Option<OwnedFd> {
     }
     match pidfd::open_thread(tid) {
         Ok(pidfd) => Some(pidfd),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => pidfd::open(proc::tgid(tid).ok()?).ok(),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let tgid = proc::status_field(tid, "Tgid").ok()??.parse().ok()?;
+            pidfd::open(tgid).ok()
+        }
         Err(_) => None,
     }
 }

@@ -9,7 +9,9 @@ use std::os::unix::net::UnixListener;
 
 use socket2::{Domain, SockRef, Type};
 
-use crate::{control, sys, Backlog, Error, DEFAULT_BACKLOG};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::{control, sys, Backlog, BacklogSource, Error, DEFAULT_BACKLOG};
 
 /// The first descriptor socket activation passes (`SD_LISTEN_FDS_START`).
 const FIRST_FD: RawFd = 3;
@@ -20,14 +22,34 @@ const MAX_FDS: u32 = 65536;
 /// One listening socket handed over by socket activation, adopted by [`inherited`].
 ///
 /// ```
+/// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
+/// # use std::os::fd::IntoRawFd;
+/// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = made.local_addr()?;
+/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+/// # let raw = made.into_raw_fd();
+/// # if raw != 3 {
+/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+/// #     unsafe { libc::close(raw) };
+/// # }
+/// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+/// # std::env::set_var("LISTEN_FDS", "1");
+/// # std::env::set_var("LISTEN_FDNAMES", "web");
+/// # let mut served = 0;
 /// for socket in maxlisten::inherited()? {
 ///     println!("{:?}: backlog {}", socket.name(), socket.backlog());
 ///     match socket.into_listener() {
-///         maxlisten::InheritedListener::Tcp(listener) => { /* serve TCP */ }
+///         maxlisten::InheritedListener::Tcp(listener) => {
+///             /* serve TCP */
+/// #           let _client = std::net::TcpStream::connect(addr)?;
+/// #           listener.accept()?;
+/// #           served += 1;
+///         }
 ///         maxlisten::InheritedListener::Unix(listener) => { /* serve Unix */ }
 ///     }
 /// }
-/// # Ok::<(), maxlisten::Error>(())
+/// # assert_eq!(served, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Inherited {
@@ -96,8 +118,22 @@ impl Inherited {
     /// socket unit's name), if the variable was set.
     ///
     /// ```
+    /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
+    /// # use std::os::fd::IntoRawFd;
+    /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = made.local_addr()?;
+    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+    /// # let raw = made.into_raw_fd();
+    /// # if raw != 3 {
+    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+    /// #     unsafe { libc::close(raw) };
+    /// # }
+    /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    /// # std::env::set_var("LISTEN_FDS", "1");
+    /// # std::env::set_var("LISTEN_FDNAMES", "web");
     /// let web = maxlisten::inherited()?.into_iter().find(|s| s.name() == Some("web"));
-    /// # Ok::<(), maxlisten::Error>(())
+    /// # assert_eq!(web.unwrap().fd(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn name(&self) -> Option<&str> {
         self.name.as_deref()
@@ -106,10 +142,25 @@ impl Inherited {
     /// The descriptor number it was handed over as (3 and up).
     ///
     /// ```
-    /// for socket in maxlisten::inherited()? {
+    /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
+    /// # use std::os::fd::IntoRawFd;
+    /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = made.local_addr()?;
+    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+    /// # let raw = made.into_raw_fd();
+    /// # if raw != 3 {
+    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+    /// #     unsafe { libc::close(raw) };
+    /// # }
+    /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    /// # std::env::set_var("LISTEN_FDS", "1");
+    /// # std::env::set_var("LISTEN_FDNAMES", "web");
+    /// let sockets = maxlisten::inherited()?;
+    /// # assert_eq!(sockets.len(), 1);
+    /// for socket in &sockets {
     ///     assert!(socket.fd() >= 3);
     /// }
-    /// # Ok::<(), maxlisten::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn fd(&self) -> RawFd {
         self.fd
@@ -119,10 +170,27 @@ impl Inherited {
     /// [`inherited_keep_backlog`].
     ///
     /// ```
-    /// for socket in maxlisten::inherited()? {
+    /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
+    /// # use std::os::fd::IntoRawFd;
+    /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = made.local_addr()?;
+    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+    /// # let raw = made.into_raw_fd();
+    /// # if raw != 3 {
+    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+    /// #     unsafe { libc::close(raw) };
+    /// # }
+    /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    /// # std::env::set_var("LISTEN_FDS", "1");
+    /// # std::env::set_var("LISTEN_FDNAMES", "web");
+    /// let sockets = maxlisten::inherited()?;
+    /// # assert_eq!(sockets.len(), 1);
+    /// for socket in &sockets {
     ///     println!("{}", socket.backlog());
+    /// #   #[cfg(target_os = "linux")]
+    /// #   assert_eq!(socket.backlog().source(), maxlisten::BacklogSource::Kernel);
     /// }
-    /// # Ok::<(), maxlisten::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn backlog(&self) -> Backlog {
         self.backlog
@@ -131,11 +199,28 @@ impl Inherited {
     /// The listener, to serve with.
     ///
     /// ```
+    /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
+    /// # use std::os::fd::IntoRawFd;
+    /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = made.local_addr()?;
+    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+    /// # let raw = made.into_raw_fd();
+    /// # if raw != 3 {
+    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+    /// #     unsafe { libc::close(raw) };
+    /// # }
+    /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    /// # std::env::set_var("LISTEN_FDS", "1");
+    /// # std::env::set_var("LISTEN_FDNAMES", "web");
+    /// # let _client = std::net::TcpStream::connect(addr)?;
+    /// # let mut accepted = 0;
     /// for socket in maxlisten::inherited()? {
     ///     if let Some(tcp) = socket.into_listener().into_tcp() {
     ///         tcp.accept()?;
+    /// #       accepted += 1;
     ///     }
     /// }
+    /// # assert_eq!(accepted, 1);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn into_listener(self) -> InheritedListener {
@@ -145,10 +230,28 @@ impl Inherited {
     /// The listener, borrowed.
     ///
     /// ```
-    /// for socket in maxlisten::inherited()? {
+    /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
+    /// # use std::os::fd::IntoRawFd;
+    /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = made.local_addr()?;
+    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+    /// # let raw = made.into_raw_fd();
+    /// # if raw != 3 {
+    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+    /// #     unsafe { libc::close(raw) };
+    /// # }
+    /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+    /// # std::env::set_var("LISTEN_FDS", "1");
+    /// # std::env::set_var("LISTEN_FDNAMES", "web");
+    /// # let _client = std::net::TcpStream::connect(addr)?;
+    /// let sockets = maxlisten::inherited()?;
+    /// # assert_eq!(sockets.len(), 1);
+    /// for socket in &sockets {
     ///     let stats = maxlisten::queue_stats(socket.listener())?;
+    /// #   #[cfg(target_os = "linux")]
+    /// #   assert_eq!(stats.queued, 1);
     /// }
-    /// # Ok::<(), maxlisten::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn listener(&self) -> &InheritedListener {
         &self.listener
@@ -156,7 +259,7 @@ impl Inherited {
 }
 
 /// Adopts the listening sockets socket activation handed to this process, and re-listens each
-/// at the largest backlog the kernel allows.
+/// at the largest backlog the kernel allows. The environment is left as it is.
 ///
 /// This is the `LISTEN_FDS` protocol as systemd defines it (`sd_listen_fds(3)`):
 /// - `LISTEN_PID` must be this process's id; if it names another process, or is unset, there
@@ -166,20 +269,39 @@ impl Inherited {
 ///   `:`.
 /// - Every descriptor must be a listening stream socket, TCP or Unix; each is checked before
 ///   anything is changed, and one that is not fails the whole call.
-/// - Then each is made close-on-exec and re-listened, and the variables are removed from the
-///   environment (as `sd_listen_fds(1)` does), so neither a child nor a second call adopts them
-///   again.
+/// - Then each is made close-on-exec and re-listened.
+///
+/// # Ownership, and the environment
+///
+/// The descriptors become the returned listeners' (they close them when dropped). They are
+/// adopted once per process: a second call, of this function or of
+/// [`inherited_keep_backlog`] or [`inherited_and_unset_env`], returns an empty list. Do not
+/// also adopt them through another library (`listenfd`, `sd-notify`, `libsystemd`) or by
+/// number: two owners of one descriptor close it twice.
+///
+/// The variables stay in the environment, because removing them while other threads may read
+/// it is a data race (`#[tokio::main]` has started its workers before `main`'s body runs). That
+/// is harmless for children: `LISTEN_PID` names this process, so a child never adopts anything,
+/// and the descriptors are close-on-exec. To remove them anyway, as `sd_listen_fds(1)` does,
+/// call [`inherited_and_unset_env`] while the process has one thread. This is how the
+/// `sd-notify` crate splits it (`listen_fds` leaves the environment; the `unsafe`
+/// `listen_fds_and_unset_env` unsets it); `listenfd` instead removes `LISTEN_PID` and
+/// `LISTEN_FDS` from a safe function, which races with other threads.
+///
+/// # The backlog, and systemd's `Backlog=`
+///
+/// Every socket is re-listened at the largest backlog: an administrator's explicit `Backlog=`
+/// in the `.socket` unit (or the backlog any other tool listened with) is overridden, for the
+/// socket unit too, across restarts of the service, since systemd keeps the same socket. To
+/// respect it, use [`inherited_keep_backlog`].
 ///
 /// Why re-listen: systemd before v254 listened with `SOMAXCONN` (128, or 4096 with glibc 2.31+),
 /// `systemfd` listens with 1, and any of them took the system limit as it was when the socket
-/// unit started. systemd keeps the same socket, so the re-listen also holds for the socket unit
-/// across restarts of the service.
+/// unit started.
 ///
 /// Use with a systemd socket unit (`ListenStream=8080`, `ListenStream=/run/app.sock`), with
 /// `systemd-socket-activate -l 8080 ./server` by hand, or in development with
-/// `systemfd --no-pid -s http::8080 -- cargo watch -x run` (the `listenfd` companion). Removing
-/// variables from the environment is not thread-safe in every C library: call this early in
-/// `main`, before starting threads.
+/// `systemfd --no-pid -s http::8080 -- cargo watch -x run` (the `listenfd` companion).
 ///
 /// # Errors
 ///
@@ -190,37 +312,138 @@ impl Inherited {
 ///   made close-on-exec or re-listened.
 ///
 /// Every descriptor is checked before any is changed: on an error from the environment or a
-/// check, nothing was adopted, changed or removed, and the descriptors stay open. (Making a
-/// checked listening socket close-on-exec or re-listening it does not fail in practice; if
-/// it did, the sockets before it would already be changed.)
+/// check, nothing was adopted or changed, the descriptors stay open, and a later call may try
+/// again. (Making a checked listening socket close-on-exec or re-listening it does not fail in
+/// practice; if it did, the sockets before it would already be changed.)
 ///
 /// ```
-/// // Under `systemd-socket-activate -l 127.0.0.1:8080 ./server`:
+/// # // Hand this process a listener, as systemd would: descriptor 3, and the variables.
+/// # // (The doctest has one thread, so setting the environment here is sound.)
+/// # #[cfg(target_os = "linux")]
+/// # {
+/// # use std::os::fd::IntoRawFd;
+/// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # let addr = made.local_addr()?;
+/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+/// # let raw = made.into_raw_fd();
+/// # if raw != 3 {
+/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+/// #     unsafe { libc::close(raw) };
+/// # }
+/// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+/// # std::env::set_var("LISTEN_FDS", "1");
+/// # std::env::set_var("LISTEN_FDNAMES", "web");
+/// // Under `systemd-socket-activate -l 127.0.0.1:8080 --fdname=web ./server`:
 /// let sockets = maxlisten::inherited()?;
 /// for socket in &sockets {
 ///     println!("adopted fd {} {:?}: {}", socket.fd(), socket.name(), socket.backlog());
 /// }
-/// # Ok::<(), maxlisten::Error>(())
+/// # assert_eq!(sockets.len(), 1);
+/// # assert_eq!((sockets[0].fd(), sockets[0].name()), (3, Some("web")));
+/// # assert_eq!(sockets[0].backlog().applied(), maxlisten::system_limit());
+/// # let tcp = sockets.into_iter().next().unwrap().into_listener().into_tcp().unwrap();
+/// # assert_eq!(tcp.local_addr()?, addr);
+/// # // Adopted once; the environment is left alone.
+/// # assert!(maxlisten::inherited()?.is_empty());
+/// # assert_eq!(std::env::var("LISTEN_FDS").as_deref(), Ok("1"));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn inherited() -> Result<Vec<Inherited>, Error> {
     adopt(Some(DEFAULT_BACKLOG))
 }
 
-/// As [`inherited`], but leaves each socket's backlog as it was handed over; the report says
-/// what it is.
+/// As [`inherited`], but leaves each socket's backlog as it was handed over (an
+/// administrator's `Backlog=` holds); the report says what it is.
+///
+/// The report is what the kernel says of this very socket (Linux, FreeBSD, Apple: source
+/// [`BacklogSource::Kernel`], and [`Backlog::requested`] is that same value, since what the
+/// other side asked for is not known). Where the kernel cannot say (OpenBSD, NetBSD, the
+/// rest), it is [`BacklogSource::Unknown`] with no applied value and a request of 0: a figure
+/// derived from the system limit would assume the other side asked for the maximum.
 ///
 /// # Errors
 ///
 /// As [`inherited`].
 ///
 /// ```
+/// # #[cfg(target_os = "linux")]
+/// # {
+/// # use std::os::fd::IntoRawFd;
+/// # // Hand this process a listener with a backlog of 5, as a socket unit with Backlog=5 would.
+/// # let made = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+/// # made.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>()?.into())?;
+/// # made.listen(5)?;
+/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+/// # let raw = made.into_raw_fd();
+/// # if raw != 3 {
+/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+/// #     unsafe { libc::close(raw) };
+/// # }
+/// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+/// # std::env::set_var("LISTEN_FDS", "1");
 /// for socket in maxlisten::inherited_keep_backlog()? {
 ///     println!("handed over with backlog {}", socket.backlog());
+/// #   assert_eq!(socket.backlog().applied(), Some(5));
+/// #   assert_eq!(socket.backlog().source(), maxlisten::BacklogSource::Kernel);
 /// }
-/// # Ok::<(), maxlisten::Error>(())
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn inherited_keep_backlog() -> Result<Vec<Inherited>, Error> {
     adopt(None)
+}
+
+/// As [`inherited`], and then removes `LISTEN_PID`, `LISTEN_PIDFDID`, `LISTEN_FDS` and
+/// `LISTEN_FDNAMES` from the environment, as `sd_listen_fds(1)` does, when they are meant for
+/// this process (`LISTEN_PID` is this process's id) and the call succeeded.
+///
+/// # Safety
+///
+/// No other thread may read or write the environment while this runs: not through
+/// `std::env`, and not through C code that calls `getenv` (DNS resolution, time zones,
+/// locales). Call it at the start of `main`, before any thread is started; not from
+/// `#[tokio::main]`, whose worker threads already run, but from a plain `main` before the
+/// runtime is built. (This is the rule edition 2024 makes [`std::env::remove_var`] `unsafe`
+/// for.)
+///
+/// # Errors
+///
+/// As [`inherited`]; on an error the environment is left as it is.
+///
+/// ```
+/// # #[cfg(target_os = "linux")]
+/// # {
+/// # use std::os::fd::IntoRawFd;
+/// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
+/// # let raw = made.into_raw_fd();
+/// # if raw != 3 {
+/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
+/// #     unsafe { libc::close(raw) };
+/// # }
+/// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
+/// # std::env::set_var("LISTEN_FDS", "1");
+/// fn main() -> Result<(), maxlisten::Error> {
+///     // SAFETY: the first thing in main: no other thread exists yet.
+///     let sockets = unsafe { maxlisten::inherited_and_unset_env()? };
+///     assert!(std::env::var_os("LISTEN_FDS").is_none());
+/// #   assert_eq!(sockets.len(), 1);
+///     // ... start threads, a runtime, and serve `sockets`.
+///     Ok(())
+/// }
+/// # main()?;
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub unsafe fn inherited_and_unset_env() -> Result<Vec<Inherited>, Error> {
+    let meant_for_us = handed_to_us()?.is_some();
+    let sockets = adopt(Some(DEFAULT_BACKLOG))?;
+    if meant_for_us {
+        // SAFETY: the caller promises that no other thread touches the environment now.
+        unsafe { unset_variables() };
+    }
+    Ok(sockets)
 }
 
 /// A socket checked but not yet adopted.
@@ -230,10 +453,16 @@ struct Checked {
     unix: bool,
 }
 
+/// Set once the descriptors of this process have been adopted: nothing adopts them twice.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
 fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
     let Some(count) = handed_to_us()? else {
         return Ok(Vec::new());
     };
+    if CLAIMED.load(Ordering::Acquire) {
+        return Ok(Vec::new());
+    }
     let names = names(count)?;
     // Check every descriptor before touching any.
     let mut checked = Vec::with_capacity(count as usize);
@@ -246,6 +475,13 @@ fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
         })?;
         checked.push(Checked { fd, name, unix });
     }
+    // Two calls at once: one adopts, the other finds nothing.
+    if CLAIMED
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Ok(Vec::new());
+    }
     let mut adopted = Vec::with_capacity(checked.len());
     for Checked { fd, name, unix } in checked {
         let failed = |source| Error::Inherited {
@@ -253,38 +489,23 @@ fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
             name: name.clone(),
             source,
         };
-        // SAFETY: `fd` is open (check() read its socket options), and the activation protocol
-        // hands it to this process alone; the variables are removed below, so no second call
-        // adopts it again.
+        // SAFETY: `fd` is open (check() read its socket options) and stays open: nothing in
+        // this crate closes it until it is owned below.
         let owned = unsafe { BorrowedFd::borrow_raw(fd) };
         sys::set_cloexec(owned).map_err(failed)?;
         let socket = SockRef::from(&owned);
         let backlog = match relisten {
             Some(backlog) => control::relisten(&socket, backlog)?,
-            // What the other side asked for is unknown: report the applied value as the request.
-            None => {
-                let found = sys::applied_backlog(&socket, DEFAULT_BACKLOG);
-                Backlog::new(
-                    found.applied().unwrap_or(DEFAULT_BACKLOG),
-                    found.applied(),
-                    found.source(),
-                )
-            }
+            None => kept_backlog(&socket),
         };
         adopted.push((fd, name, unix, backlog));
-    }
-    for variable in [
-        "LISTEN_PID",
-        "LISTEN_PIDFDID",
-        "LISTEN_FDS",
-        "LISTEN_FDNAMES",
-    ] {
-        env::remove_var(variable);
     }
     Ok(adopted
         .into_iter()
         .map(|(fd, name, unix, backlog)| {
-            // SAFETY: as above: this process owns `fd` from now on, and only here.
+            // SAFETY: the activation protocol hands `fd` to this process, and CLAIMED makes this
+            // the one place in the process that takes it; the caller promises (see
+            // `inherited`) that no other code of the process adopted it.
             let owned = unsafe { OwnedFd::from_raw_fd(fd) };
             let listener = if unix {
                 InheritedListener::Unix(UnixListener::from(owned))
@@ -299,6 +520,39 @@ fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
             }
         })
         .collect())
+}
+
+/// The backlog of a socket whose backlog is kept: what was asked for when it was made is not
+/// known, so only a reading of the kernel for this very socket counts. A figure derived from the
+/// system limit would assume the other side asked for the maximum (systemd asks for
+/// `Backlog=`, systemfd for 1): it is reported as unknown instead, with a request of 0.
+fn kept_backlog(socket: &SockRef<'_>) -> Backlog {
+    let found = sys::applied_backlog(socket, DEFAULT_BACKLOG);
+    match (found.source(), found.applied()) {
+        (BacklogSource::Kernel, Some(applied)) => {
+            Backlog::new(applied, Some(applied), BacklogSource::Kernel)
+        }
+        _ => Backlog::new(0, None, BacklogSource::Unknown),
+    }
+}
+
+/// Removes the socket-activation variables from the environment.
+///
+/// # Safety
+///
+/// As [`std::env::remove_var`] in edition 2024: no other thread may read or write the
+/// environment at the same time (through std, or through C's `getenv`, which DNS resolution,
+/// time-zone and locale code call).
+unsafe fn unset_variables() {
+    for variable in [
+        "LISTEN_PID",
+        "LISTEN_PIDFDID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+    ] {
+        // SAFETY: the caller promises that no other thread touches the environment now.
+        env::remove_var(variable);
+    }
 }
 
 /// The number of descriptors handed to this process, or `None` if none were.

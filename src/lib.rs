@@ -33,10 +33,10 @@
 //!   `maxlisten` command (feature `cli`) is built on them.
 //! - On Linux, `exec` runs a program so that every `listen` it and its descendants make gets
 //!   the maximum from the first call (seccomp user notification); `maxlisten exec` is built on it.
-//! - [`QueueStats::drops`] counts the SYNs the kernel dropped on a listener because its queue
-//!   was full (Linux).
+//! - [`QueueStats::drops`] counts every SYN the kernel dropped on a listener, for any reason (its
+//!   own `ListenDrops`, Linux).
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
-//!   and the address, keeps the OS error as its source and its [`io::ErrorKind`].
+//!   and the address, ends with the OS error and keeps its [`io::ErrorKind`].
 //!
 //! ```
 //! use std::io;
@@ -132,6 +132,10 @@
 //! | `LISTEN_FDS`/`LISTEN_PID` that is not a number, names that do not match the count | [`Error::Environment`] naming the variable; nothing adopted | `InvalidInput` |
 //! | an inherited descriptor that is closed, not a socket, or does not listen | [`Error::Inherited`] naming the fd; nothing adopted | `EBADF` / `ENOTSOCK` / `InvalidInput` |
 //! | `survey::relisten` without ptrace permission, on a gone process, a missing fd | [`Error::Foreign`] naming pid, fd and what is missing | `PermissionDenied` / `ESRCH` / `EBADF` |
+//! | `survey::relisten` on a descriptor reused by another socket since the survey | [`Error::Foreign`], step `check that it is the socket surveyed`; nothing changed | `NotFound` |
+//! | `survey::relisten` on a listener no readable process holds | [`Error::Query`] saying why (hidepid, not root, another PID namespace) | `NotFound` |
+//! | `netns::Netns` by a pid, path or name that does not exist; a file that is not a network namespace | [`Error::Namespace`] naming it | `NotFound` / `InvalidInput` |
+//! | entering another network namespace, or `Netns::all`, without `CAP_SYS_ADMIN` (and `CAP_SYS_PTRACE`) | [`Error::Namespace`] naming the missing capability | `PermissionDenied` |
 //!
 //! # Security
 //!
@@ -144,7 +148,9 @@
 //!   not set either, as std does not: it makes a restarted server fail to bind while old
 //!   connections linger, and Windows already refuses a bind by another user over a bound port.
 //! - A failed bind closes its socket, whatever step failed; nothing is left half-configured.
-//! - `unsafe` is limited to a few `getsockopt`/`sysctl` calls in `sys/`, each justified.
+//! - `unsafe` blocks are the system calls in `sys/` and, in socket activation, the adoption of
+//!   the descriptors handed over; each says why it holds. [`inherited_and_unset_env`] is an
+//!   `unsafe fn` because it changes the environment (see its `# Safety`).
 //!
 //! # Features
 //!
@@ -164,6 +170,7 @@
 mod address;
 mod backlog;
 mod builder;
+pub mod container;
 mod control;
 mod error;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -172,6 +179,9 @@ pub mod exec;
 #[cfg(unix)]
 mod inherited;
 mod listener;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub mod netns;
 mod queue;
 #[cfg(feature = "report")]
 #[cfg_attr(docsrs, doc(cfg(feature = "report")))]
@@ -200,7 +210,9 @@ pub use control::{queue_stats, set_backlog, system_limit, system_limit_name};
 pub use error::Error;
 #[cfg(unix)]
 #[cfg_attr(docsrs, doc(cfg(unix)))]
-pub use inherited::{inherited, inherited_keep_backlog, Inherited, InheritedListener};
+pub use inherited::{
+    inherited, inherited_and_unset_env, inherited_keep_backlog, Inherited, InheritedListener,
+};
 pub use listener::Listener;
 pub use queue::QueueStats;
 pub use sys::AsSocket;

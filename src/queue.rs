@@ -26,10 +26,17 @@ pub struct QueueStats {
     pub queued: u32,
     /// The backlog the kernel applies to this listener now.
     pub backlog: u32,
-    /// SYNs (and final ACKs) the kernel dropped on this listener because its accept queue was
-    /// full, since it was made: a counter. Linux 4.12+ reads it with `SO_MEMINFO`
-    /// (`SK_MEMINFO_DROPS`); `None` on other platforms, on older kernels, and for Unix
-    /// listeners (a full Unix queue refuses or delays the client's `connect` instead).
+    /// Every SYN (and final ACK of a handshake) the kernel dropped on this listener, since it
+    /// was made: a counter. It is the per-socket form of the namespace-wide `ListenDrops`
+    /// (`tcp_listendrop()` bumps both), so it counts every reason a listener drops a
+    /// handshake, not only a full accept queue (which `ListenOverflows` counts, namespace-wide):
+    /// also a full SYN queue without syncookies, no memory for the request, a route or a
+    /// security hook that refused it. A drop count that grows while `queued` stays below
+    /// `backlog` points to those other reasons.
+    ///
+    /// Linux 4.12+ reads it with `SO_MEMINFO` (`SK_MEMINFO_DROPS`); `None` on other
+    /// platforms, on older kernels, and for Unix listeners (a full Unix queue refuses or delays
+    /// the client's `connect` instead).
     pub drops: Option<u64>,
 }
 

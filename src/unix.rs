@@ -31,7 +31,7 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::net::{Incoming, SocketAddr, UnixListener, UnixStream};
 use std::path::Path;
 
@@ -120,11 +120,19 @@ impl ListenerBuilder {
 
     /// The permissions of the socket file (`0o660`, say): who may connect.
     ///
-    /// The file is never more open than asked, at no moment: on Linux the mode is put on the
-    /// socket with `fchmod` before `bind`, which creates the file with it (less the umask),
-    /// and the exact mode is set right after. On other Unix systems there is no such order,
-    /// so binding with a mode fails with [`Error::SetOption`] of kind `Unsupported`: restrict
-    /// the directory instead. Bits beyond `0o777` are an `InvalidInput` error.
+    /// The file is never more open than asked, at no moment, and nothing but this socket's own
+    /// file is ever changed. On Linux the mode is put on the socket with `fchmod` before
+    /// `bind`, which creates the file with it, less the umask. Where the umask took bits away
+    /// (`0o666` under umask `022`), the exact mode is then set on the file without following
+    /// its path: it is opened with `O_PATH | O_NOFOLLOW` (a symbolic link swapped in is refused,
+    /// not followed), checked through `sock_diag` to be the file this socket is bound to, and
+    /// changed through that descriptor. If it was replaced, binding fails with
+    /// [`Error::SetOption`] and what is at the path is left alone. Where the umask took
+    /// nothing, there is no second step.
+    ///
+    /// On other Unix systems there is no such order, so binding with a mode fails with
+    /// [`Error::SetOption`] of kind `Unsupported`: restrict the directory instead. Bits beyond
+    /// `0o777` are an `InvalidInput` error.
     ///
     /// ```
     /// # #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -146,10 +154,25 @@ impl ListenerBuilder {
 
     /// Remove a stale socket file left at the path by a server that is gone, before binding.
     ///
-    /// Only a socket that refuses connections is removed. A live listener (a connect succeeds)
-    /// and anything that is not a socket (a regular file, a directory, a symbolic link) are
-    /// left alone, and binding fails with [`Error::Bind`] of kind `AddrInUse` saying why.
-    /// Default off, as std: an existing path is an `AddrInUse` error.
+    /// Only a socket file nobody is bound to is removed; anything that is not a socket (a
+    /// regular file, a directory, a symbolic link) is left alone, and binding fails with
+    /// [`Error::Bind`] of kind `AddrInUse` saying why. Default off, as std: an existing path is
+    /// an `AddrInUse` error.
+    ///
+    /// How a live server is told from a stale file, without disturbing it:
+    /// - Linux: the kernel lists the sockets bound to the file (`sock_diag`, `UNIX_DIAG_VFS`,
+    ///   compared with `stat` of the path): nothing connects to a live server, so it never sees
+    ///   a stray connection in its accept queue. `sock_diag` sees the calling thread's network
+    ///   namespace only; when it finds nobody, the non-blocking connect below confirms, so a
+    ///   server bound from another namespace (a shared volume) is not removed either.
+    /// - Elsewhere: a non-blocking connect. Refused means stale; a connection, or "would block"
+    ///   (a server whose queue is full), means alive. It never waits.
+    ///
+    /// Two processes (or threads) that bind the same path with `remove_stale` at once never
+    /// remove each other's socket: each takes an exclusive `flock(2)` on the sibling file
+    /// `PATH.lock` (created with mode `0o644` if missing, and left in place: removing it would
+    /// let a third binder lock a new file) and holds it from the check until its socket
+    /// listens. A program that binds the path without this lock is not held back by it.
     ///
     /// ```
     /// let path = std::env::temp_dir().join(format!("maxlisten-stale-{}.sock", std::process::id()));
@@ -187,44 +210,44 @@ impl ListenerBuilder {
     pub fn bind<P: AsRef<Path>>(&self, path: P) -> Result<Listener, Error> {
         let path = path.as_ref();
         let addr = Address::Path(path.to_owned());
-        if self.remove_stale {
-            remove_stale(path).map_err(|source| Error::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        }
-        let sockaddr = SockAddr::unix(path).map_err(|source| Error::Bind {
+        let bind_error = |source| Error::Bind {
             addr: addr.clone(),
             source,
-        })?;
-        let socket = self.socket(&addr)?;
-        if let Some(mode) = self.mode {
-            sys::set_unix_mode_before_bind(&socket, mode).map_err(|source| Error::SetOption {
-                option: "mode",
-                addr: addr.clone(),
-                source,
-            })?;
-        }
-        socket.bind(&sockaddr).map_err(|source| Error::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-        // From here the file exists: remove it if anything fails.
-        let finish = || -> Result<Listener, Error> {
-            if let Some(mode) = self.mode {
-                fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| {
-                    Error::SetOption {
-                        option: "mode",
-                        addr: addr.clone(),
-                        source,
-                    }
-                })?;
-            }
-            self.listen(socket, &addr)
         };
-        finish().inspect_err(|_| {
-            let _ = fs::remove_file(path);
-        })
+        // Held until the listener listens: another `remove_stale` binder of the same path
+        // waits, and never takes this socket, bound but not yet listening, for a stale one.
+        let _lock = if self.remove_stale {
+            let lock = lock_sibling(path).map_err(bind_error)?;
+            remove_stale(path).map_err(bind_error)?;
+            Some(lock)
+        } else {
+            None
+        };
+        let sockaddr = SockAddr::unix(path).map_err(bind_error)?;
+        let socket = self.socket(&addr)?;
+        let mode_error = |source| Error::SetOption {
+            option: "mode",
+            addr: addr.clone(),
+            source,
+        };
+        if let Some(mode) = self.mode {
+            sys::set_unix_mode_before_bind(&socket, mode).map_err(mode_error)?;
+        }
+        socket.bind(&sockaddr).map_err(bind_error)?;
+        // From here the file exists: remove it if anything fails, if it is still this socket's.
+        let finish = || -> Result<(), Error> {
+            if let Some(mode) = self.mode {
+                sys::finish_unix_mode(&socket, path, mode).map_err(mode_error)?;
+            }
+            self.listen_on(&socket, &addr)
+        };
+        match finish() {
+            Ok(()) => Ok(self.listener(socket)),
+            Err(err) => {
+                remove_own_file(&socket, path);
+                Err(err)
+            }
+        }
     }
 
     /// Binds a listener to a Linux abstract name (no file: `mode` and `remove_stale` do not
@@ -266,7 +289,8 @@ impl ListenerBuilder {
             addr: addr.clone(),
             source,
         })?;
-        self.listen(socket, &addr)
+        self.listen_on(&socket, &addr)?;
+        Ok(self.listener(socket))
     }
 
     fn socket(&self, addr: &Address) -> Result<Socket, Error> {
@@ -287,22 +311,55 @@ impl ListenerBuilder {
         Ok(socket)
     }
 
-    fn listen(&self, socket: Socket, addr: &Address) -> Result<Listener, Error> {
-        let requested = self.backlog.unwrap_or(DEFAULT_BACKLOG);
+    fn listen_on(&self, socket: &Socket, addr: &Address) -> Result<(), Error> {
         socket
-            .listen(sys::listen_arg(requested))
+            .listen(sys::listen_arg(self.requested()))
             .map_err(|source| Error::Listen {
                 addr: Some(addr.clone()),
                 source,
-            })?;
-        Ok(Listener {
+            })
+    }
+
+    fn requested(&self) -> u32 {
+        self.backlog.unwrap_or(DEFAULT_BACKLOG)
+    }
+
+    fn listener(&self, socket: Socket) -> Listener {
+        Listener {
             inner: socket.into(),
-            requested,
-        })
+            requested: self.requested(),
+        }
     }
 }
 
-/// Removes `path` if it is a socket nobody listens on; refuses anything else.
+/// The lock file of `path` (`PATH.lock`), opened and locked (`flock`, exclusive), or the error
+/// naming it.
+fn lock_sibling(path: &Path) -> io::Result<fs::File> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock = std::path::PathBuf::from(name);
+    let named =
+        |e: io::Error| io::Error::new(e.kind(), format!("lock file {}: {e}", lock.display()));
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&lock)
+        .map_err(named)?;
+    sys::lock_exclusive(&file).map_err(named)?;
+    Ok(file)
+}
+
+/// Removes `path` if it is a socket file nobody is bound to; refuses anything else.
+///
+/// On Linux the kernel says, through `sock_diag` (`UNIX_DIAG_VFS`), whether a socket of this
+/// network namespace is bound to the file; nothing connects to a live server. When none is (or
+/// elsewhere, where the kernel cannot say), a non-blocking connect decides: refused means stale;
+/// a connection, or "would block" (a full queue), means alive. On Linux that connect reaches
+/// only a socket bound in another network namespace.
 fn remove_stale(path: &Path) -> io::Result<()> {
     let kept = |why: &str| Err(io::Error::new(io::ErrorKind::AddrInUse, why.to_owned()));
     let meta = match fs::symlink_metadata(path) {
@@ -313,10 +370,37 @@ fn remove_stale(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return kept("the path exists and is not a socket; not removed");
     }
-    match UnixStream::connect(path) {
-        Ok(_) => kept("a server is listening on this socket; not removed"),
+    if let Ok(Some(true)) = sys::unix_file_in_use(meta.dev(), meta.ino()) {
+        return kept("a socket is bound to this file (the kernel says so); not removed");
+    }
+    let (kind, nonblocking_done) = sys::stream_type(true);
+    let probe = Socket::new(Domain::UNIX, kind, None)?;
+    if !nonblocking_done {
+        probe.set_nonblocking(true)?;
+    }
+    match probe.connect(&SockAddr::unix(path)?) {
+        Ok(()) => kept("a server is listening on this socket; not removed"),
+        Err(e)
+            if e.kind() == io::ErrorKind::WouldBlock
+                || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+        {
+            kept("a server is listening on this socket (its queue is full); not removed")
+        }
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => fs::remove_file(path),
         Err(e) => Err(e),
+    }
+}
+
+/// After a failure past `bind`: removes the file `socket` made, unless something else was put
+/// at the path since (then it is left alone).
+fn remove_own_file(socket: &Socket, path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    let ours = meta.file_type().is_socket()
+        && sys::is_bound_file(socket, meta.dev(), meta.ino()).unwrap_or(true);
+    if ours {
+        let _ = fs::remove_file(path);
     }
 }
 

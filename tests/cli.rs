@@ -236,7 +236,7 @@ fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
         let out = run(&["survey", "--json"], false);
         assert!(out.status.success(), "{out:?}");
         let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let listed = listed.as_array().unwrap();
+        let listed = listed["listeners"].as_array().unwrap();
         let local_of = |s: &Server| {
             if s.port == 0 {
                 path.display().to_string()
@@ -351,7 +351,7 @@ fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
         // Nothing is left below the limit (in this namespace, only these servers listen).
         let out = run(&["survey", "--json", "--below-limit"], false);
         let left: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
+        assert_eq!(left["listeners"].as_array().unwrap().len(), 0, "{left}");
         drop(servers);
     });
     std::fs::remove_dir_all(dir).unwrap();
@@ -372,7 +372,7 @@ fn survey_filters_choose_listeners_in_any_users_own_namespace() {
         let out = run(&all, false);
         assert!(out.status.success(), "{out:?}");
         let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        value.as_array().unwrap().clone()
+        value["listeners"].as_array().unwrap().clone()
     };
     let locals = |rows: &[serde_json::Value]| -> HashSet<String> {
         rows.iter()

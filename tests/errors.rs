@@ -27,7 +27,86 @@ fn port_in_use() {
         // The OS error is in the message (Wine has no texts for WinSock errors, only codes).
         let os = std::net::TcpListener::bind(addr).unwrap_err().to_string();
         assert!(msg.ends_with(&os), "the OS error is in the message: {msg}");
-        assert!(std::error::Error::source(&err).is_some());
+        assert_eq!(
+            err.io_error().map(io::Error::kind),
+            Some(ErrorKind::AddrInUse)
+        );
+    }
+}
+
+/// Every message of an error chain, walked through `source()` as `anyhow`'s `{:#}` and
+/// `eyre` do.
+fn chain(err: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut links = vec![err.to_string()];
+    let mut next = err.source();
+    while let Some(cause) = next {
+        links.push(cause.to_string());
+        next = cause.source();
+    }
+    links
+}
+
+/// Each cause once: the OS error is in the message, so the chain does not repeat it; and the
+/// drop-ins' io::Error still names the step, the address and the OS error.
+#[test]
+fn an_error_chain_names_each_cause_once() {
+    let taken = maxlisten::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let os = std::net::TcpListener::bind(addr).unwrap_err().to_string();
+    let count = |links: &[String]| links.iter().map(|l| l.matches(&os).count()).sum::<usize>();
+
+    let err = ListenerBuilder::new().bind(addr).unwrap_err();
+    let links = chain(&err);
+    assert_eq!(
+        count(&links),
+        1,
+        "the OS error repeats in the chain: {links:?}"
+    );
+    assert_eq!(links, [format!("bind {addr}: {os}")]);
+
+    let io_err: io::Error = maxlisten::bind(addr).unwrap_err();
+    let links = chain(&io_err);
+    assert_eq!(
+        count(&links),
+        1,
+        "the OS error repeats in the chain: {links:?}"
+    );
+    let msg = io_err.to_string();
+    assert!(msg.starts_with("bind "), "the step: {msg}");
+    assert!(msg.contains(&addr.to_string()), "the address: {msg}");
+    assert!(msg.ends_with(&os), "the OS error: {msg}");
+
+    // A custom OS-level error that wraps another: that one is the next link, once.
+    let inner = io::Error::other("the deepest cause");
+    let wrapped = io::Error::new(ErrorKind::AddrInUse, Wrapper(inner));
+    let err = Error::Bind {
+        addr: maxlisten::Address::Inet(addr),
+        source: wrapped,
+    };
+    let links = chain(&err);
+    assert_eq!(links.len(), 2, "{links:?}");
+    assert_eq!(
+        links
+            .iter()
+            .filter(|l| l.contains("the deepest cause"))
+            .count(),
+        1,
+        "{links:?}"
+    );
+}
+
+#[derive(Debug)]
+struct Wrapper(io::Error);
+
+impl std::fmt::Display for Wrapper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("wrapper")
+    }
+}
+
+impl std::error::Error for Wrapper {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }
 
@@ -57,12 +136,10 @@ fn unresolvable_name() {
         assert_eq!(err.kind(), std_err.kind());
         assert!(err.addr().is_none());
     };
-    // As root, resolve inside a private network namespace, so that the DNS query never leaves
-    // the machine; otherwise ask the host's resolver.
-    if common::is_root() {
+    // Resolve inside a private network namespace, so that the DNS query never leaves the
+    // machine (for any user: see own_netns).
+    if common::own_netns("unresolvable_name") {
         common::in_netns(4096, check);
-    } else {
-        check();
     }
 }
 

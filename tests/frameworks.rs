@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{in_netns, require_root, ss_send_q};
+use common::{in_netns, own_netns, ss_send_q};
 
 const LIMIT: u32 = 3000;
 
@@ -46,7 +46,7 @@ impl Drop for Running {
 
 /// Runs one example in a namespace at `LIMIT` and checks its backlog, `ss`, and one request.
 fn serves_once_with_the_limit(name: &str, greeting: &str) {
-    if !require_root(&format!("{name} example")) {
+    if !own_netns(&format!("{name} example")) {
         return;
     }
     let path = example(name);

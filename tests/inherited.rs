@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{in_netns, require_root, ss_send_q, ss_unix, temp_dir};
+use common::{in_netns, own_netns, ss_send_q, ss_unix, temp_dir};
 use maxlisten::{Error, InheritedListener};
 
 /// Which hand-over case a child checks.
@@ -44,18 +44,27 @@ fn run_child(case: &str, fds: &[RawFd], vars: &[(&str, &str)], pid: Option<&str>
     for (name, value) in vars {
         command.env(name, value);
     }
-    let fds = fds.to_vec();
-    // SAFETY: only dup and dup2, which are async-signal-safe, run between fork and exec.
+    // Fixed arrays, filled before the fork: the child allocates nothing.
+    const MAX: usize = 8;
+    assert!(fds.len() <= MAX);
+    let mut sources = [-1 as RawFd; MAX];
+    sources[..fds.len()].copy_from_slice(fds);
+    let count = fds.len();
+    // SAFETY: between fork and exec the closure calls only fcntl and dup2, which are
+    // async-signal-safe, on fixed-size arrays copied into it: no allocation, no lock.
     unsafe {
         command.pre_exec(move || {
             // First out of the way (a source may already sit at 3 or 4), then into place;
             // dup2 leaves the new descriptor without close-on-exec.
-            let high: Vec<RawFd> = fds
-                .iter()
-                .map(|&fd| libc::fcntl(fd, libc::F_DUPFD, 100))
-                .collect();
-            for (i, fd) in high.into_iter().enumerate() {
-                if fd < 0 || libc::dup2(fd, 3 + i as RawFd) < 0 {
+            let mut high = [-1 as RawFd; MAX];
+            for i in 0..count {
+                high[i] = libc::fcntl(sources[i], libc::F_DUPFD, 100);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, &fd) in high[..count].iter().enumerate() {
+                if libc::dup2(fd, 3 + i as RawFd) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
@@ -81,10 +90,12 @@ fn child_adopts() {
     let Ok(case) = std::env::var(CASE) else {
         return;
     };
-    let result = if case == "keep" {
-        maxlisten::inherited_keep_backlog()
-    } else {
-        maxlisten::inherited()
+    let result = match case.as_str() {
+        "keep" | "keep-unknown" => maxlisten::inherited_keep_backlog(),
+        // SAFETY: this test runs alone in its process (`--exact`), and its harness threads do
+        // not touch the environment while it runs.
+        "unset" => unsafe { maxlisten::inherited_and_unset_env() },
+        _ => maxlisten::inherited(),
     };
     match case.as_str() {
         "good" => {
@@ -104,11 +115,13 @@ fn child_adopts() {
             }
             assert_eq!((sockets[0].fd(), sockets[0].name()), (3, Some("web")));
             assert_eq!((sockets[1].fd(), sockets[1].name()), (4, Some("admin")));
+            // The environment is left alone ...
             for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
-                assert!(std::env::var_os(var).is_none(), "{var} still set");
+                assert!(std::env::var_os(var).is_some(), "{var} was removed");
             }
-            // Adopted once only.
+            // ... and still the descriptors are adopted once only, by whichever call.
             assert!(maxlisten::inherited().unwrap().is_empty());
+            assert!(maxlisten::inherited_keep_backlog().unwrap().is_empty());
             let mut sockets = sockets.into_iter();
             let tcp = sockets.next().unwrap().into_listener().into_tcp().unwrap();
             let unix = sockets.next().unwrap().into_listener().into_unix().unwrap();
@@ -124,6 +137,27 @@ fn child_adopts() {
             assert_eq!(sockets.len(), 1);
             assert_eq!(sockets[0].backlog().applied(), Some(1));
             assert!(matches!(sockets[0].listener(), InheritedListener::Tcp(_)));
+        }
+        "keep-unknown" => {
+            // A Unix listener of another network namespace: sock_diag (of this one) cannot read
+            // it, so its backlog is unknown, not the system limit.
+            let sockets = result.unwrap();
+            assert_eq!(sockets.len(), 1);
+            let backlog = sockets[0].backlog();
+            assert_eq!(
+                backlog.source(),
+                maxlisten::BacklogSource::Unknown,
+                "{backlog}"
+            );
+            assert_eq!(backlog.applied(), None, "{backlog}");
+        }
+        "unset" => {
+            let sockets = result.unwrap();
+            assert_eq!(sockets.len(), 1);
+            assert_eq!(sockets[0].backlog().applied(), maxlisten::system_limit());
+            for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+                assert!(std::env::var_os(var).is_none(), "{var} still set");
+            }
         }
         "another-pid" => {
             assert!(result.unwrap().is_empty());
@@ -233,6 +267,12 @@ fn hand_over_by_hand() {
         .unwrap();
     small.listen(1).unwrap();
     run_child("keep", &[small.as_raw_fd()], &[("LISTEN_FDS", "1")], None);
+    run_child(
+        "unset",
+        &[small.as_raw_fd()],
+        &[("LISTEN_FDS", "1"), ("LISTEN_FDNAMES", "small")],
+        None,
+    );
 
     let file = std::fs::File::create(dir.join("plain.txt")).unwrap();
     let bound = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -269,12 +309,38 @@ fn hand_over_by_hand() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `inherited_keep_backlog` reports what the kernel says of the socket, or unknown: never the
+/// system limit standing in (the old report gave a socket handed over with 16 this namespace's
+/// limit).
+#[test]
+fn keep_backlog_of_a_socket_the_kernel_cannot_read_is_unknown() {
+    if !own_netns("keep_backlog_of_a_socket_the_kernel_cannot_read_is_unknown") {
+        return;
+    }
+    let dir = temp_dir("inherited-unknown");
+    let path = dir.join("other-ns.sock");
+    // Made, with a backlog of 16, in a network namespace the child is not in.
+    let listener = in_netns(4096, || {
+        let s = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+        s.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
+        s.listen(16).unwrap();
+        s
+    });
+    run_child(
+        "keep-unknown",
+        &[listener.as_raw_fd()],
+        &[("LISTEN_FDS", "1")],
+        None,
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// The real tool: `systemd-socket-activate` makes a TCP and a Unix listener while the limit is
 /// 16; a wrapper raises the limit to 4096 and execs the example, which adopts both and raises
 /// them to 4096; `ss` agrees.
 #[test]
 fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
-    if !require_root("systemd_socket_activate_hands_over") {
+    if !own_netns("systemd_socket_activate_hands_over_and_the_example_raises_both") {
         return;
     }
     let exe = std::env::current_exe().unwrap();
@@ -301,7 +367,8 @@ fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
             .args([
                 "sh",
                 "-c",
-                "sysctl -qw net.core.somaxconn=4096 && exec \"$0\" --once",
+                // Written directly: sysctl(8) is in /usr/sbin, not on every user's PATH.
+                "echo 4096 > /proc/sys/net/core/somaxconn && exec \"$0\" --once",
             ])
             .arg(&example)
             .stdout(Stdio::piped())
@@ -324,8 +391,17 @@ fn systemd_socket_activate_hands_over_and_the_example_raises_both() {
         // The first connection starts the service.
         let mut web = TcpStream::connect(("127.0.0.1", port)).unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first = lines.next().unwrap().unwrap();
-        let second = lines.next().unwrap().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let mut next_line = || match lines.next() {
+            Some(line) => line.unwrap(),
+            None => {
+                let mut text = String::new();
+                let _ = stderr.read_to_string(&mut text);
+                panic!("the service printed no more lines; its stderr:\n{text}");
+            }
+        };
+        let first = next_line();
+        let second = next_line();
         assert_eq!(
             first,
             format!("adopted fd 3 web: tcp 127.0.0.1:{port}, backlog 4096 (requested 2147483647, capped by the system limit; reported by the kernel)")

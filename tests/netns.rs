@@ -1,6 +1,6 @@
 //! Behaviour that depends on the system limit, in private network namespaces where the test
-//! sets `net.core.somaxconn` itself. Needs root: skipped with a message outside CI, a failure
-//! with `CI=true`.
+//! sets `net.core.somaxconn` itself. Runs for any user: as root on a thread, otherwise in a user
+//! namespace of its own (`common::own_netns`).
 
 // Linux only: it reads the kernel's own view (TCP_INFO, ss, /proc) or needs namespaces.
 #![cfg(target_os = "linux")]
@@ -10,13 +10,13 @@ mod common;
 use std::net::TcpListener;
 
 use common::{
-    fill_queue, in_netns, kernel_backlog, kernel_queued, require_root, set_somaxconn, ss_send_q,
+    fill_queue, in_netns, kernel_backlog, kernel_queued, own_netns, set_somaxconn, ss_send_q,
 };
 use maxlisten::{BacklogSource, ListenerBuilder};
 
 #[test]
 fn reports_exactly_the_namespace_limit() {
-    if !require_root("reports_exactly_the_namespace_limit") {
+    if !own_netns("reports_exactly_the_namespace_limit") {
         return;
     }
     for limit in [16, 4096, 65535] {
@@ -38,7 +38,7 @@ fn reports_exactly_the_namespace_limit() {
 
 #[test]
 fn a_listener_that_never_accepts_holds_limit_plus_one_and_std_holds_129_at_most() {
-    if !require_root("a_listener_that_never_accepts_holds_limit_plus_one") {
+    if !own_netns("a_listener_that_never_accepts_holds_limit_plus_one_and_std_holds_129_at_most") {
         return;
     }
     for limit in [16u32, 300] {
@@ -60,7 +60,7 @@ fn a_listener_that_never_accepts_holds_limit_plus_one_and_std_holds_129_at_most(
 
 #[test]
 fn a_raised_limit_takes_effect_on_refresh_backlog() {
-    if !require_root("a_raised_limit_takes_effect_on_refresh_backlog") {
+    if !own_netns("a_raised_limit_takes_effect_on_refresh_backlog") {
         return;
     }
     let limit = 200;
@@ -85,7 +85,7 @@ fn a_raised_limit_takes_effect_on_refresh_backlog() {
 
 #[test]
 fn system_limit_follows_the_calling_threads_namespace() {
-    if !require_root("system_limit_follows_the_calling_threads_namespace") {
+    if !own_netns("system_limit_follows_the_calling_threads_namespace") {
         return;
     }
     let host = maxlisten::system_limit();
@@ -97,7 +97,7 @@ fn system_limit_follows_the_calling_threads_namespace() {
 
 #[test]
 fn set_backlog_takes_std_listener_from_128_to_the_limit() {
-    if !require_root("set_backlog_takes_std_listener_from_128_to_the_limit") {
+    if !own_netns("set_backlog_takes_std_listener_from_128_to_the_limit") {
         return;
     }
     in_netns(1000, || {
@@ -114,7 +114,8 @@ fn set_backlog_takes_std_listener_from_128_to_the_limit() {
 
 #[test]
 fn under_a_burst_larger_than_the_backlog_every_connection_is_served_after_refresh() {
-    if !require_root("under_a_burst_larger_than_the_backlog") {
+    if !own_netns("under_a_burst_larger_than_the_backlog_every_connection_is_served_after_refresh")
+    {
         return;
     }
     in_netns(16, || {
@@ -151,7 +152,7 @@ fn under_a_burst_larger_than_the_backlog_every_connection_is_served_after_refres
 #[cfg(feature = "tokio")]
 #[test]
 fn tokio_dropin_gets_the_namespace_limit() {
-    if !require_root("tokio_dropin_gets_the_namespace_limit") {
+    if !own_netns("tokio_dropin_gets_the_namespace_limit") {
         return;
     }
     for limit in [4096, 777] {
@@ -192,7 +193,7 @@ fn namespace_listen_drops() -> u64 {
 
 #[test]
 fn drops_per_listener_equal_the_namespace_listen_drops() {
-    if !require_root("drops_per_listener_equal_the_namespace_listen_drops") {
+    if !own_netns("drops_per_listener_equal_the_namespace_listen_drops") {
         return;
     }
     in_netns(4096, || {
@@ -207,16 +208,24 @@ fn drops_per_listener_equal_the_namespace_listen_drops() {
         assert_eq!(completed, 17);
         // Clients retransmit their SYNs from about 1 s on: read the listener between two equal
         // readings of the namespace counter, so that no drop falls between them.
-        let (stats, delta) = loop {
+        let port = listener.local_addr().unwrap().port();
+        let (stats, delta, surveyed) = loop {
             let first = namespace_listen_drops();
             let stats = listener.queue_stats().unwrap();
+            // The survey reads the same counter through sock_diag (INET_DIAG_SKMEMINFO).
+            let surveyed = maxlisten::survey::listeners()
+                .unwrap()
+                .into_iter()
+                .find(|l| l.local.as_socket_addr().map(|a| a.port()) == Some(port))
+                .expect("the survey lists the listener");
             if namespace_listen_drops() == first {
-                break (stats, first - before);
+                break (stats, first - before, surveyed);
             }
         };
         let dropped = stats.drops.unwrap();
         assert!(dropped > 0, "no drops counted");
         assert_eq!(dropped, delta);
+        assert_eq!(surveyed.drops, Some(dropped), "the survey's drops");
         // On any listener, through the free function, too.
         assert_eq!(
             maxlisten::queue_stats(&listener).unwrap().drops,

@@ -1,5 +1,5 @@
 //! Faults that need a process of their own: the descriptor limit exhausted, a privileged port
-//! bound by an unprivileged user, and a host name whose every address fails. Each runs this test
+//! bound by a process without capabilities, and a host name whose every address fails. Each runs this test
 //! binary again as a child (selected by an environment variable), under the wrapper it needs.
 //! The child bodies are `#[ignore]`d, so a normal run does not count them as passing.
 
@@ -11,7 +11,7 @@ mod common;
 use std::io::ErrorKind;
 use std::process::Command;
 
-use common::require_root;
+use common::own_netns;
 use maxlisten::Error;
 
 const CHILD: &str = "MAXLISTEN_RELIABILITY_CHILD";
@@ -108,17 +108,23 @@ fn child_descriptor_limit() {
 
 #[test]
 fn privileged_port_without_permission() {
-    if !require_root("privileged_port_without_permission") {
+    if !own_netns("privileged_port_without_permission") {
         return;
     }
-    // A private network namespace where ports below 2000 are privileged, and a user without
-    // capabilities.
+    // A private network namespace where ports below 2000 are privileged, and a process without
+    // capabilities: as the real root, user nobody; in the user namespace of `own_netns`, where
+    // only this user is mapped, root of that namespace without any capability.
+    let drop_privileges = if common::in_user_namespace() {
+        "setpriv --bounding-set=-all --inh-caps=-all"
+    } else {
+        "setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all"
+    };
     run_child(
         "child_privileged_port",
-        Some(
-            "exec unshare -n sh -c 'sysctl -qw net.ipv4.ip_unprivileged_port_start=2000 && \
-             exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all \"$@\"' sh \"$@\"",
-        ),
+        Some(&format!(
+            "exec unshare -n sh -c 'echo 2000 > /proc/sys/net/ipv4/ip_unprivileged_port_start && \
+             exec {drop_privileges} \"$@\"' sh \"$@\""
+        )),
     );
 }
 
@@ -128,8 +134,13 @@ fn child_privileged_port() {
     if !is_child("child_privileged_port") {
         return;
     }
-    // SAFETY: geteuid has no preconditions.
-    assert_ne!(unsafe { libc::geteuid() }, 0, "the child must not be root");
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let effective = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert_eq!(
+        u64::from_str_radix(effective.split_whitespace().nth(1).unwrap(), 16).unwrap(),
+        0,
+        "the child must have no capability: {effective}"
+    );
     let err = maxlisten::ListenerBuilder::new()
         .bind("0.0.0.0:1500")
         .unwrap_err();
@@ -148,7 +159,7 @@ fn child_privileged_port() {
 
 #[test]
 fn a_name_whose_every_address_fails_names_each() {
-    if !require_root("a_name_whose_every_address_fails_names_each") {
+    if !own_netns("a_name_whose_every_address_fails_names_each") {
         return;
     }
     // A private mount namespace whose /etc/hosts gives one name two addresses.
@@ -207,7 +218,7 @@ fn child_multi_address_name() {
 #[cfg(feature = "tokio")]
 #[test]
 fn name_resolution_never_blocks_the_runtime_thread() {
-    if !require_root("name_resolution_never_blocks_the_runtime_thread") {
+    if !own_netns("name_resolution_never_blocks_the_runtime_thread") {
         return;
     }
     let resolv = std::env::temp_dir().join(format!("maxlisten-resolv-{}", std::process::id()));
@@ -217,7 +228,7 @@ fn name_resolution_never_blocks_the_runtime_thread() {
     )
     .unwrap();
     let wrapper = format!(
-        "exec unshare -n -m sh -c 'ip link set lo up && mount --bind {} /etc/resolv.conf && exec \"$@\"' sh \"$@\"",
+        "exec unshare -n -m sh -c 'mount --bind {} /etc/resolv.conf && exec \"$@\"' sh \"$@\"",
         resolv.display()
     );
     run_child("child_resolution_off_thread", Some(&wrapper));
@@ -235,7 +246,9 @@ fn child_resolution_off_thread() {
     if !is_child("child_resolution_off_thread") {
         return;
     }
-    // The DNS server: takes queries, answers none.
+    // In the new network namespace: lo up (by ioctl; ip(8) is in /usr/sbin, not on every
+    // user's PATH), then the DNS server: takes queries, answers none.
+    common::set_lo_up();
     let _blackhole = std::net::UdpSocket::bind("127.0.0.1:53").unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -11,7 +11,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::{in_netns, require_root, somaxconn, ss_send_q};
+use common::{in_netns, own_netns, somaxconn, ss_send_q};
 use maxlisten::report::{How, Report, Stack};
 
 /// A server started for the test, killed when dropped; `port` is where it listens.
@@ -174,7 +174,7 @@ fn check(limit: u32) {
 
 #[test]
 fn report_follows_the_namespace_limit_and_the_real_programs() {
-    if !require_root("report_follows_the_namespace_limit_and_the_real_programs") {
+    if !own_netns("report_follows_the_namespace_limit_and_the_real_programs") {
         return;
     }
     for limit in [16, 300, 4096, 65535] {

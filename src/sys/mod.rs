@@ -94,10 +94,35 @@ pub(crate) use os::{
 pub(crate) use os::listen_note;
 
 #[cfg(unix)]
-pub(crate) use unix::{check_open_socket, set_cloexec, set_unix_mode_before_bind};
+pub(crate) use unix::{check_open_socket, lock_exclusive, set_cloexec, set_unix_mode_before_bind};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use os::{own_pidfd_id, pidfd, proc, sock_diag};
+pub(crate) use os::{finish_unix_mode, is_bound_file, unix_file_in_use};
+
+/// No `sock_diag` here: whether a socket is bound to a file is not known without connecting.
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+pub(crate) fn unix_file_in_use(_st_dev: u64, _st_ino: u64) -> io::Result<Option<bool>> {
+    Ok(None)
+}
+
+/// Which file a socket is bound to is not known here.
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+pub(crate) fn is_bound_file(_socket: &socket2::Socket, _st_dev: u64, _st_ino: u64) -> Option<bool> {
+    None
+}
+
+/// Never reached: a mode is refused before `bind` here (`set_unix_mode_before_bind`).
+#[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]
+pub(crate) fn finish_unix_mode(
+    _socket: &socket2::Socket,
+    _path: &std::path::Path,
+    _mode: u32,
+) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use os::{netns, own_pidfd_id, pidfd, proc, sock_diag};
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use os::{seccomp, supervise};
 

@@ -138,7 +138,7 @@ pub(crate) fn set_fastopen_only(
 }
 
 /// Checks a socket file mode: permission bits only.
-fn check_mode(mode: u32) -> io::Result<libc::mode_t> {
+pub(crate) fn check_mode(mode: u32) -> io::Result<libc::mode_t> {
     if mode & !0o777 != 0 {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -169,6 +169,20 @@ pub(crate) fn set_unix_mode_before_bind(_socket: &Socket, mode: u32) -> io::Resu
         io::ErrorKind::Unsupported,
         "a socket file mode can be set without a window only on Linux; restrict the directory",
     ))
+}
+
+/// Takes an exclusive `flock(2)` on `file`, waiting for it; released when the file is closed.
+pub(crate) fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
+    loop {
+        // SAFETY: flock takes a descriptor the caller keeps open and an integer operation.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
 }
 
 /// Sets close-on-exec on a descriptor.

@@ -4,6 +4,8 @@
 //! the crate), private network namespaces, and clients that fill an accept queue.
 #![allow(dead_code)] // each test file uses a part
 
+pub mod namespaces;
+
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
@@ -52,18 +54,14 @@ pub fn somaxconn() -> u32 {
         .unwrap()
 }
 
-/// What `ss ARGS` prints in the network namespace of the calling thread (`nsenter` into it by
-/// the thread's own id, so that it does not depend on which thread spawns the process).
+/// What `ss ARGS` prints in the network namespace of the calling thread. A child process
+/// starts in the namespaces of the thread that spawns it, so `ss` runs directly: no `nsenter`,
+/// which would need privileges over the namespace (root, or a user namespace of its own).
 fn ss(args: &[&str]) -> String {
-    // SAFETY: gettid has no preconditions.
-    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
-    let ns = format!("/proc/{}/task/{}/ns/net", std::process::id(), tid);
-    let out = std::process::Command::new("nsenter")
-        .arg(format!("--net={ns}"))
-        .arg("ss")
+    let out = std::process::Command::new("ss")
         .args(args)
         .output()
-        .expect("run nsenter ss");
+        .expect("run ss (package iproute2)");
     assert!(out.status.success(), "ss failed: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
@@ -80,28 +78,151 @@ pub fn ss_send_q(port: u16) -> u32 {
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
-/// Whether the tests run as root.
+/// Whether the process runs as root: the real root, or root of the user namespace that
+/// [`own_netns`] re-ran this test in (where it may make network namespaces just the same).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-/// True when the test may go on as root. Outside CI a test that needs root says it skips;
-/// with `CI=true` it fails instead.
+/// Whether CI forbids skipping (`CI=true`).
+fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// True when the test may go on as root: for what truly needs the host's root (other users,
+/// the host's own processes), not for namespaces of its own (see [`own_netns`]). Outside CI a
+/// test that needs root says it skips; with `CI=true` it fails instead.
 pub fn require_root(test: &str) -> bool {
     if is_root() {
         return true;
     }
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root for a private network namespace, and CI=true forbids skipping it"
+        !in_ci(),
+        "{test} needs root, and CI=true forbids skipping it"
     );
-    eprintln!("SKIPPED {test}: needs root for a private network namespace");
+    eprintln!("SKIPPED {test}: needs root");
     false
 }
 
+/// Set in the child that [`own_netns`] runs: the test runs there, in a user namespace.
+const IN_USERNS: &str = "MAXLISTEN_TEST_IN_USERNS";
+
+/// The gate of a test that needs only namespaces of its own (network, mount, ...), for any user.
+///
+/// - As root (or in the child below), returns `true`: the test goes on, and [`in_netns`] makes
+///   its network namespaces on a thread.
+/// - Otherwise it runs this very test again, alone (`--exact`, the name libtest gave this
+///   thread, or `test`), as a child of this test binary placed in a new user namespace, where
+///   this user is root, and a new network namespace with `lo` up. There the test makes its
+///   namespaces and sets `net.core.somaxconn` as root would (both are allowed in a network
+///   namespace that a user namespace of one's own owns). This waits for the child, fails if it
+///   failed or ran no test, and returns `false`: the body has run.
+/// - Where the kernel forbids user namespaces (`user.max_user_namespaces=0`, an AppArmor or
+///   seccomp policy), it skips with the reason, and fails with `CI=true`.
+///
+/// A thread cannot enter a new user namespace in a process that has other threads (the test
+/// harness has), hence the child: it unshares between fork and exec, single-threaded.
+pub fn own_netns(test: &str) -> bool {
+    if std::env::var_os(IN_USERNS).is_some() {
+        set_lo_up(); // the child's own network namespace (threads may make more)
+        return true;
+    }
+    if is_root() {
+        return true;
+    }
+    let current = std::thread::current();
+    let name = current.name().filter(|n| *n != "main").unwrap_or(test);
+    let exe = std::env::current_exe().unwrap();
+    let mut command = std::process::Command::new(&exe);
+    command
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(IN_USERNS, "1");
+    enter_user_and_net_namespace_on_exec(&mut command);
+    let out = match command.output() {
+        Ok(out) => out,
+        Err(e) => {
+            let why = format!(
+                "a user namespace with a network namespace inside could not be made ({e}); \
+                 the kernel or a policy forbids it (user.max_user_namespaces, a chroot, \
+                 kernel.apparmor_restrict_unprivileged_userns)"
+            );
+            assert!(!in_ci(), "{name}: {why}, and CI=true forbids skipping it");
+            eprintln!("SKIPPED {name}: {why}");
+            return false;
+        }
+    };
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("--- {name}, run in a user namespace ---\n{text}--- end of {name} ---");
+    assert!(
+        out.status.success(),
+        "{name} failed in its user namespace:\n{text}"
+    );
+    assert!(
+        text.contains("test result: ok. 1 passed"),
+        "{name} did not run in its user namespace (is {name:?} the test's name?):\n{text}"
+    );
+    false
+}
+
+/// Whether this is the child [`own_netns`] runs in a user namespace.
+pub fn in_user_namespace() -> bool {
+    std::env::var_os(IN_USERNS).is_some()
+}
+
+/// Makes `command`'s process, between fork and exec, enter a new user namespace (mapping this
+/// user to its root, and this group to its group 0) and a new network namespace.
+fn enter_user_and_net_namespace_on_exec(command: &mut std::process::Command) {
+    use std::ffi::CString;
+    use std::os::unix::process::CommandExt;
+
+    // Everything the child writes is made here, before the fork: it only calls unshare, open,
+    // write and close, which are async-signal-safe, and allocates nothing.
+    // SAFETY: getuid and getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let files = [
+        (c"/proc/self/setgroups", CString::new("deny").unwrap()),
+        (
+            c"/proc/self/uid_map",
+            CString::new(format!("0 {uid} 1")).unwrap(),
+        ),
+        (
+            c"/proc/self/gid_map",
+            CString::new(format!("0 {gid} 1")).unwrap(),
+        ),
+    ];
+    // SAFETY: the closure makes only async-signal-safe calls (see above) on data made before
+    // the fork.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            for (path, text) in &files {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                let bytes = text.as_bytes();
+                let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                let err = io::Error::last_os_error();
+                libc::close(fd);
+                if written != bytes.len() as isize {
+                    return Err(err);
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Runs `f` on a new thread inside a new network namespace with `lo` up and
-/// `net.core.somaxconn` set to `limit`. The namespace goes away with the thread.
+/// `net.core.somaxconn` set to `limit`. The namespace goes away with the thread. Needs root, or
+/// the user namespace of [`own_netns`]: call that first.
 pub fn in_netns<T: Send>(limit: u32, f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| {
         let handle = scope.spawn(|| {
@@ -132,6 +253,11 @@ fn enter_new_netns() {
         "unshare(CLONE_NEWNET): {}",
         io::Error::last_os_error()
     );
+    set_lo_up();
+}
+
+/// Brings `lo` of the calling thread's network namespace up.
+pub fn set_lo_up() {
     let sock = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
     // SAFETY: ifreq is plain old data; all zeroes is a valid value.
     let mut req: libc::ifreq = unsafe { mem::zeroed() };

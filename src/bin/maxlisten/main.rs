@@ -28,12 +28,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List every listening TCP and Unix socket of this network namespace, with its backlog,
-    /// queue, drops and owner, and flag those below the system limit (Linux).
+    /// List every listening TCP and Unix socket of this network namespace (or of one other, or
+    /// of every one: --netns, --all-namespaces), with its backlog, queue, drops and owner, and
+    /// flag those below their namespace's limit (Linux).
     #[command(after_help = survey::EXAMPLES)]
     Survey(survey::Args),
-    /// Re-listen the selected listeners in their own processes, to the system limit unless
-    /// --backlog says otherwise; they keep serving (Linux 5.6+, needs ptrace permission).
+    /// Re-listen the selected listeners in their own processes, each to its namespace's limit
+    /// unless --backlog says otherwise, never lower unless --allow-lower; they keep serving
+    /// (Linux 5.6+, needs ptrace permission).
     #[command(after_help = raise::EXAMPLES)]
     Raise(raise::Args),
     /// Diagnose the backlog limits of this machine: the limit, the kernel's counters, what

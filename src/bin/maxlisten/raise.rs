@@ -1,56 +1,82 @@
-//! `maxlisten raise`: re-listen the chosen listeners in their owners' processes.
+//! `maxlisten raise`: re-listen the chosen listeners in their owners' processes, each to its own
+//! namespace's limit (or --backlog), never lower unless --allow-lower.
+//!
+//! Exit status: 0 when everything asked for was done (also when nothing was below the limit), 1
+//! when anything failed or was refused, 2 for a usage error.
 
 use std::process::ExitCode;
 
-use maxlisten::select::Selector;
-use maxlisten::survey::{self, ListenerInfo};
+use maxlisten::survey::{self, ListenerInfo, Survey};
 
-use crate::filters::Filters;
-use crate::render::table::owner;
+use crate::filters::{Filters, Scope};
+use crate::render::chain;
+use crate::render::table::{count, netns_label, owner};
 use crate::survey::note_unreadable;
 
 pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten raise --all-below-limit --dry-run\n  \
     maxlisten raise --all-below-limit\n  \
-    maxlisten raise --port 8080\n  \
+    maxlisten raise --all-namespaces --all-below-limit\n  \
+    maxlisten raise --netns blue --port 8080\n  \
     maxlisten raise --pid 1234 --fd 3 --backlog 8192\n  \
     maxlisten raise --path /run/app.sock\n\n\
-    Selectors combine: every listener that matches all of them is raised.";
+    Selectors combine: every listener that matches all of them is raised, each to its own\n\
+    network namespace's limit. A backlog is never lowered unless --allow-lower is given.\n\
+    Exit status: 0 when all was done (or nothing was below the limit), 1 on any failure, 2 for\n\
+    a usage error.";
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
     #[command(flatten)]
+    scope: Scope,
+    #[command(flatten)]
     filters: Filters,
-    /// Every listener below the system limit.
+    /// Every listener below its namespace's limit.
     #[arg(long)]
     all_below_limit: bool,
-    /// The backlog to ask for (the kernel still caps it at the system limit).
+    /// The backlog to ask for (the kernel still caps it at the listener's namespace's limit).
     #[arg(long)]
     backlog: Option<u32>,
+    /// Allow a smaller backlog than the listener has (refused otherwise, and nothing changes).
+    #[arg(long)]
+    allow_lower: bool,
     /// Say what would be done, change nothing.
     #[arg(long)]
     dry_run: bool,
+}
+
+/// What the raise will ask of one listener.
+struct Plan<'a> {
+    listener: &'a ListenerInfo,
+    /// The backlog passed to `listen`.
+    request: u32,
+    /// What the listener should end up with (the request capped at its limit).
+    expected: u32,
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
     let selector = args.filters.selector().below_limit(args.all_below_limit);
     if selector.is_empty() {
         eprintln!(
-            "maxlisten raise: say which listeners: --all-below-limit, --pid, --port, --path or \
-             --proto (see maxlisten raise --help)"
+            "maxlisten raise: say which listeners: --all-below-limit, --pid, --port, --path, \
+             --proto or --device (see maxlisten raise --help)"
         );
         return ExitCode::from(2);
     }
-    let found = match survey::survey() {
+    let found = match args.scope.survey() {
         Ok(found) => found,
         Err(err) => {
-            eprintln!("maxlisten raise: {err}");
+            eprintln!("maxlisten raise: {}", chain(&err));
             return ExitCode::FAILURE;
         }
     };
-    let request = args.backlog.unwrap_or(u32::MAX);
-    if let (Some(pid), Some(fd)) = (selector.chosen_pid(), selector.chosen_fd()) {
-        return raise_named(&found.listeners, pid, fd, request, args.dry_run);
+    if let Some(pid) = selector.chosen_pid() {
+        // A named process whose descriptors cannot be read: say so, not "no listener matches".
+        if found.unreadable_pids.contains(&pid) {
+            let why = survey::why_not_listed(pid, selector.chosen_fd());
+            eprintln!("maxlisten raise: {why}; nothing changed");
+            return ExitCode::FAILURE;
+        }
     }
     let chosen: Vec<&ListenerInfo> = found
         .listeners
@@ -58,87 +84,112 @@ pub(crate) fn run(args: Args) -> ExitCode {
         .filter(|l| selector.matches(l))
         .collect();
     if chosen.is_empty() {
-        eprintln!("maxlisten raise: no listener matches");
+        let without_limit = selector.clone().below_limit(false);
+        let any = found.listeners.iter().any(|l| without_limit.matches(l));
+        if args.all_below_limit && (any || without_limit.is_empty()) {
+            println!("nothing to raise: no chosen listener is below its namespace's limit");
+            note_unreadable(&found);
+            return ExitCode::SUCCESS;
+        }
+        match selector.chosen_pid() {
+            Some(pid) => eprintln!(
+                "maxlisten raise: {}",
+                survey::why_not_listed(pid, selector.chosen_fd())
+            ),
+            None => eprintln!("maxlisten raise: no listener matches"),
+        }
         note_unreadable(&found);
         return ExitCode::FAILURE;
     }
-    let target = found.limit.map_or(request, |limit| request.min(limit));
-    let mut failed = 0;
-    for l in chosen {
-        let what = format!("{} {}", l.proto, l.local);
-        // One holder is enough: they all share the one socket.
-        let Some(holder) = selector.owners(l).next() else {
-            failed += 1;
-            if found.unreadable_processes > 0 {
-                eprintln!(
-                    "{what}: no process holding it could be read ({} processes could not be \
-                     read): needs root (or CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH)",
-                    found.unreadable_processes
-                );
-            } else {
-                eprintln!(
-                    "{what}: every process was read and none of this PID namespace holds it \
-                     (is its owner in another container?); run maxlisten there"
-                );
+    let plans: Vec<Plan> = chosen
+        .iter()
+        .map(|l| {
+            let request = args.backlog.unwrap_or(u32::MAX);
+            let expected = l.limit.map_or(request, |limit| request.min(limit));
+            Plan {
+                listener: l,
+                request,
+                expected,
             }
-            continue;
-        };
-        let who = owner(holder);
-        if args.dry_run {
-            println!("{what} ({who}): {} → {target} (dry run)", l.backlog);
+        })
+        .collect();
+    // Nothing is lowered unless asked: refuse the whole run before any change.
+    let lowering: Vec<&Plan> = plans
+        .iter()
+        .filter(|p| p.expected < p.listener.backlog)
+        .collect();
+    if !lowering.is_empty() && !args.allow_lower {
+        for p in &lowering {
+            eprintln!(
+                "{}: backlog {}, this would lower it to {}; refused",
+                what(p.listener, &found),
+                p.listener.backlog,
+                p.expected
+            );
+        }
+        eprintln!(
+            "maxlisten raise: {} would be lowered; nothing changed (pass --allow-lower to lower \
+             them)",
+            count(lowering.len(), "listener")
+        );
+        return ExitCode::FAILURE;
+    }
+    let mut failed = 0;
+    for p in &plans {
+        let l = p.listener;
+        let what = what(l, &found);
+        if p.expected == l.backlog {
+            println!("{what}: already {} (its limit {})", l.backlog, limit(l));
             continue;
         }
-        match relisten(holder.pid, holder.fd, request) {
-            Ok(after) => println!("{what} ({who}): {} → {after}", l.backlog),
+        if args.dry_run {
+            let holder = if l.processes.is_empty() {
+                ", no holder found"
+            } else {
+                ""
+            };
+            println!("{what}{holder}: {} → {} (dry run)", l.backlog, p.expected);
+            continue;
+        }
+        match survey::relisten(l, p.request) {
+            Ok(after) => {
+                let after = after
+                    .applied()
+                    .map_or_else(|| format!("unknown ({after})"), |a| a.to_string());
+                println!("{what}: {} → {after}", l.backlog);
+            }
             Err(err) => {
                 failed += 1;
-                eprintln!("{what} ({who}): {err}");
+                eprintln!("{what}: {}", chain(&err));
             }
         }
     }
     note_unreadable(&found);
     if failed > 0 {
-        eprintln!("maxlisten raise: {failed} listeners were not raised");
+        eprintln!("maxlisten raise: {} not raised", count(failed, "listener"));
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
 
-/// One descriptor named outright: reach for it even where `/proc` does not show it (another
-/// user's process), so that the kernel's answer says what is missing.
-fn raise_named(
-    listeners: &[ListenerInfo],
-    pid: u32,
-    fd: i32,
-    request: u32,
-    dry_run: bool,
-) -> ExitCode {
-    let before = Selector::new().pid(pid).fd(fd);
-    let before = listeners.iter().find(|l| before.matches(l));
-    let what = before.map_or(format!("pid {pid} fd {fd}"), |l| {
-        format!("{} {} ({pid} fd {fd})", l.proto, l.local)
-    });
-    let shown = before.map_or("?".to_string(), |l| l.backlog.to_string());
-    if dry_run {
-        println!("{what}: {shown} → (dry run, not changed)");
-        return ExitCode::SUCCESS;
-    }
-    match relisten(pid, fd, request) {
-        Ok(after) => {
-            println!("{what}: {shown} → {after}");
-            ExitCode::SUCCESS
-        }
-        Err(err) => {
-            eprintln!("maxlisten raise: {err}");
-            ExitCode::FAILURE
-        }
-    }
+/// `tcp 127.0.0.1:8080 in netns blue, 812/nginx fd 6 (docker 3f4e5d6c7b8a), ...`.
+fn what(l: &ListenerInfo, found: &Survey) -> String {
+    let holders = if l.processes.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", {}",
+            l.processes.iter().map(owner).collect::<Vec<_>>().join(", ")
+        )
+    };
+    format!(
+        "{} {} in netns {}{holders}",
+        l.proto,
+        crate::render::table::cell(&l.local_name()),
+        netns_label(l.netns, found)
+    )
 }
 
-/// Re-listens descriptor `fd` of `pid`; the applied backlog as text.
-fn relisten(pid: u32, fd: i32, request: u32) -> Result<String, maxlisten::Error> {
-    let after = survey::relisten(pid, fd, request)?;
-    Ok(after
-        .applied()
-        .map_or_else(|| format!("unknown ({after})"), |a| a.to_string()))
+fn limit(l: &ListenerInfo) -> String {
+    l.limit.map_or("unknown".into(), |v| v.to_string())
 }

@@ -5,11 +5,12 @@
 //!   values wrapped: requests are capped at 65535 there.
 //! - `getsockopt(IPPROTO_TCP, TCP_INFO)` on a listening socket reports the applied backlog in
 //!   `tcpi_sacked` and the queued connections in `tcpi_unacked` (one system call).
-//!   `SO_MEMINFO` (`SK_MEMINFO_DROPS`, Linux 4.12+) counts the SYNs dropped on the listener.
+//!   `SO_MEMINFO` (`SK_MEMINFO_DROPS`, Linux 4.12+) counts every SYN dropped on the listener.
 //! - A Unix listener has neither: its backlog and queue come from `sock_diag` (see
 //!   `sock_diag.rs`), asked by the socket's inode.
 //! - `pidfd.rs`: another process's descriptors (`pidfd_open`, `pidfd_getfd`); `proc.rs`: what
-//!   `/proc` says about processes (their socket descriptors, command names).
+//!   `/proc` says about processes (their socket descriptors, command names, threads, cgroups);
+//!   `netns.rs`: network namespace files, and `setns` in a thread made for it.
 //! - `seccomp.rs`: the filter that hands `listen` to a supervisor, and its notifications;
 //!   `supervise.rs`: the supervisor's calls about itself (subreaper, signals, children).
 
@@ -21,6 +22,7 @@ use std::sync::OnceLock;
 use libc::c_int;
 use socket2::Socket;
 
+pub(crate) mod netns;
 pub(crate) mod pidfd;
 pub(crate) mod proc;
 pub(crate) mod seccomp;
@@ -206,7 +208,7 @@ fn unix_queue_stats(socket: &Socket) -> Result<Option<QueueStats>, Failed> {
 }
 
 /// `SK_MEMINFO_DROPS` of `SO_MEMINFO` (Linux 4.12 and later): the SYNs and ACKs dropped on this
-/// listener because its queue was full.
+/// listener, for any reason (see `QueueStats::drops`).
 fn drops(socket: &Socket) -> Option<u32> {
     const VARS: usize = libc::SK_MEMINFO_DROPS as usize + 1;
     let mut info = [0u32; VARS];
@@ -223,6 +225,66 @@ fn drops(socket: &Socket) -> Option<u32> {
         )
     };
     (rc == 0 && len as usize >= mem::size_of_val(&info)).then_some(info[VARS - 1])
+}
+
+/// Whether a Unix socket of this network namespace is bound to the file `stat(2)` described
+/// with `st_dev` and `st_ino`, from one `sock_diag` dump: nothing connects to it. `Some`: the
+/// kernel said; this namespace only (a socket bound in another one is not seen).
+pub(crate) fn unix_file_in_use(st_dev: u64, st_ino: u64) -> io::Result<Option<bool>> {
+    sock_diag::unix_socket_bound_to(st_dev, st_ino).map(Some)
+}
+
+/// Whether the file `stat(2)` described is the one `socket` is bound to (`sock_diag`'s
+/// `UNIX_DIAG_VFS`); `None` where that cannot be read.
+pub(crate) fn is_bound_file(socket: &Socket, st_dev: u64, st_ino: u64) -> Option<bool> {
+    let vfs = sock_diag::unix_bound_file(inode(socket).ok()?).ok()?;
+    Some(vfs.is_some_and(|vfs| vfs.is(st_dev, st_ino)))
+}
+
+/// After `bind`: gives the socket's file exactly `mode`, where the umask took bits from the
+/// mode `fchmod` put on the socket before `bind`. Never by path: the path is opened with
+/// `O_PATH | O_NOFOLLOW` (a symbolic link put there is opened as itself, and refused), the file
+/// is checked to be the one the socket is bound to (`UNIX_DIAG_VFS`), and only then is the mode
+/// set, through `/proc/self/fd`, on that very file. When the file already has the mode (the
+/// umask took nothing), nothing is done.
+pub(crate) fn finish_unix_mode(
+    socket: &Socket,
+    path: &std::path::Path,
+    mode: u32,
+) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+
+    #[allow(clippy::useless_conversion)] // mode_t is u16 on some targets
+    let mode = u32::from(super::unix::check_mode(mode)?);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    let replaced = || {
+        io::Error::other(
+            "the path no longer names this socket's file (replaced after bind);              no mode was set on what is there",
+        )
+    };
+    if meta.mode() & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(replaced());
+    }
+    if meta.mode() & 0o777 == mode {
+        return Ok(());
+    }
+    match is_bound_file(socket, meta.dev(), meta.ino()) {
+        Some(true) => {}
+        Some(false) => return Err(replaced()),
+        None => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "sock_diag cannot say which file this socket is bound to, so the mode the \
+                 umask narrowed is not set (set a umask that keeps the mode's bits)",
+            ))
+        }
+    }
+    let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
+    std::fs::set_permissions(by_fd, std::os::unix::fs::PermissionsExt::from_mode(mode))
 }
 
 /// The inode of a pidfd of this process, which systemd passes as `LISTEN_PIDFDID`; `None`
