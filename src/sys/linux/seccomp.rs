@@ -11,6 +11,8 @@
 //!   close-on-exec by the kernel) and `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` where the kernel
 //!   has it (5.19); without it, a signal to the program while the supervisor handles its call
 //!   makes the kernel restart the call, which `listen` allows.
+//! - `SECCOMP_FILTER_FLAG_SPEC_ALLOW` keeps the program's speculation mitigations as they
+//!   would be without the filter.
 //! - Installing needs `CAP_SYS_ADMIN` or `no_new_privs`: [`install`] tries without first, so
 //!   that under root setuid programs and file capabilities keep working.
 //! - A chain holds one notifying filter: a second gets `EBUSY` (inside some container
@@ -140,7 +142,10 @@ pub(crate) fn install(filter: &Filter) -> io::Result<OwnedFd> {
         len: filter.program.len() as u16,
         filter: filter.program.as_ptr() as *mut sock_filter,
     };
-    let base = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    // SPEC_ALLOW (4.17): the filter is no sandbox, so it must not switch on the speculation
+    // mitigations a kernel booted with `spec_store_bypass_disable=seccomp` (the default before
+    // 5.16) forces on filtered tasks: the program runs as it would without the wrapper.
+    let base = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW;
     let mut flags = base | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV;
     let mut tried_no_new_privs = false;
     loop {
