@@ -31,6 +31,8 @@
 //!   owners, `select` chooses among them, and
 //!   `survey::relisten` raises another process's listener in place (`pidfd_getfd`); the
 //!   `maxlisten` command (feature `cli`) is built on them.
+//! - On Linux, `exec` runs a program so that every `listen` it and its descendants make gets
+//!   the maximum from the first call (seccomp user notification); `maxlisten exec` is built on it.
 //! - [`QueueStats::drops`] counts every SYN the kernel dropped on a listener, for any reason (its
 //!   own `ListenDrops`, Linux).
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
@@ -171,6 +173,9 @@ mod builder;
 pub mod container;
 mod control;
 mod error;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub mod exec;
 #[cfg(unix)]
 mod inherited;
 mod listener;

@@ -126,6 +126,8 @@ pub(crate) fn finish_unix_mode(
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use os::{netns, own_pidfd_id, pidfd, proc, sock_diag};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use os::{seccomp, supervise};
 
 /// No pidfds here: `LISTEN_PIDFDID` cannot be checked, and `LISTEN_PID` alone decides.
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod exec;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod filters;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -42,6 +43,10 @@ enum Command {
     /// below the limit.
     #[command(after_help = report::EXAMPLES)]
     Report(report::Args),
+    /// Run CMD so that every listen() it and its descendants make gets the largest backlog the
+    /// network namespace allows, from the first call (Linux 5.6+, seccomp user notification).
+    #[command(after_help = exec::EXAMPLES)]
+    Exec(exec::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Survey(args) => survey::run(args),
         Command::Raise(args) => raise::run(args),
+        Command::Exec(args) => exec::run(args),
     }
 }
 

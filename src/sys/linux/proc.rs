@@ -201,6 +201,29 @@ pub(crate) fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
     values.split_whitespace().nth(index)?.parse().ok()
 }
 
+/// The working directory of thread `tid` (`/proc/TID/cwd`).
+pub(crate) fn cwd(tid: u32) -> io::Result<PathBuf> {
+    fs::read_link(format!("/proc/{tid}/cwd"))
+}
+
+/// The children of this process, of all its threads (`/proc/self/task/TID/children`, which
+/// needs `CONFIG_PROC_CHILDREN`; empty where it is missing).
+pub(crate) fn own_children() -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +276,25 @@ mod tests {
         assert!(!cgroup(me).unwrap().is_empty());
         own_capabilities().unwrap();
         assert!(own_pid_namespace().is_some());
+    }
+
+    #[test]
+    fn a_thread_belongs_to_this_process() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::syscall(libc::SYS_gettid) } as u32)
+                .unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, std::process::id());
+        let tgid = status_field(tid, "Tgid").unwrap();
+        assert_eq!(tgid, Some(std::process::id().to_string()));
+        assert!(cwd(tid).unwrap().is_absolute());
+        drop(done_tx);
+        thread.join().unwrap();
     }
 
     #[test]
