@@ -472,26 +472,7 @@ impl Command {
 
         let mut command = std::process::Command::new(path);
         command.arg0(&self.program).args(&self.args);
-        // SAFETY: the closure runs in the child between fork and exec and makes only
-        // async-signal-safe calls (pthread_sigmask, prctl, seccomp, sendmsg, close); it
-        // allocates nothing (the filter program was built before the fork).
-        unsafe {
-            command.pre_exec(move || {
-                blocked.restore()?;
-                match seccomp::install(&filter) {
-                    Ok(notify) => {
-                        let sent =
-                            seccomp::send_fd(theirs_fd, std::os::fd::AsRawFd::as_raw_fd(&notify));
-                        drop(notify);
-                        sent
-                    }
-                    Err(err) => {
-                        seccomp::send_failure(theirs_fd);
-                        Err(err)
-                    }
-                }
-            })
-        };
+        seccomp::install_on_exec(&mut command, filter, blocked, theirs_fd);
         let spawned = command.spawn();
         drop(command);
         drop(theirs);

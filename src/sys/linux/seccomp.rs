@@ -188,6 +188,37 @@ pub(crate) fn probe(filter: &Filter) -> io::Result<()> {
     })
 }
 
+/// Arranges for the child of `command`, between fork and exec, to restore the signal mask
+/// `blocked` took, install `filter`, and send the notification descriptor over `socket` (or
+/// a failure byte, if the filter could not be installed).
+pub(crate) fn install_on_exec(
+    command: &mut std::process::Command,
+    filter: Filter,
+    blocked: super::supervise::Blocked,
+    socket: RawFd,
+) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and makes only
+    // async-signal-safe calls (pthread_sigmask, prctl, seccomp, sendmsg, close); it allocates
+    // nothing (the filter program was built before the fork).
+    unsafe {
+        command.pre_exec(move || {
+            blocked.restore()?;
+            match install(&filter) {
+                Ok(notify) => {
+                    let sent = send_fd(socket, notify.as_raw_fd());
+                    drop(notify);
+                    sent
+                }
+                Err(err) => {
+                    send_failure(socket);
+                    Err(err)
+                }
+            }
+        })
+    };
+}
+
 /// Sends descriptor `fd` over the Unix socket `sock` (`SCM_RIGHTS`), with one byte.
 ///
 /// Async-signal-safe: it is called between `fork` and `exec`.
