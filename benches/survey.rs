@@ -52,8 +52,7 @@ fn main() {
         };
         // Both must see every listener.
         let out = survey_cmd().output().unwrap();
-        let found = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .unwrap()
+        let found = serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["listeners"]
             .as_array()
             .unwrap()
             .len();

@@ -164,7 +164,8 @@ pub enum Error {
     },
 
     /// Operating another process's socket failed ([`survey::relisten`](crate::survey::relisten)):
-    /// the step (`pidfd_open`, `pidfd_getfd`, `SO_ACCEPTCONN`, `listen`), the pid and descriptor,
+    /// the step (`pidfd_open`, `pidfd_getfd`, `check that it is the socket surveyed`,
+    /// `SO_ACCEPTCONN`, `listen`), the pid and descriptor,
     /// the OS error, and in the message what is missing: ptrace permission for `EPERM`
     /// (`CAP_SYS_PTRACE`, or the same user where `kernel.yama.ptrace_scope` allows it), Linux
     /// 5.6 for `ENOSYS`, a process that is gone for `ESRCH`, a descriptor it lacks for `EBADF`.
@@ -173,6 +174,22 @@ pub enum Error {
         pid: u32,
         /// The descriptor number in that process.
         fd: i32,
+        /// The step that failed.
+        step: &'static str,
+        /// The OS error.
+        source: io::Error,
+    },
+
+    /// Opening, checking or entering a network namespace failed
+    /// ([`netns::Netns`](crate::netns::Netns)): `netns` names it (a path such as
+    /// `/proc/PID/ns/net` or `/run/netns/NAME`, or its inode), `step` says what was being done
+    /// (`open`, `check that it is a network namespace`, `setns`, ...), and the message says what
+    /// is missing where the OS error tells: `CAP_SYS_ADMIN` to enter another namespace
+    /// (`EPERM` from `setns`), ptrace read access (`CAP_SYS_PTRACE`) to open another user's
+    /// `/proc/PID/ns/net`, a process or name that does not exist.
+    Namespace {
+        /// The namespace: the path, pid or name it was asked by, or its inode.
+        netns: String,
         /// The step that failed.
         step: &'static str,
         /// The OS error.
@@ -242,6 +259,15 @@ impl fmt::Display for Error {
             Error::Inherited { fd, name, source } => {
                 write!(f, "inherited descriptor {fd}{}: {source}", Name(name))
             }
+            Error::Namespace {
+                netns,
+                step,
+                source,
+            } => write!(
+                f,
+                "network namespace {netns}: {step}: {source}{}",
+                NamespaceHint(step, source)
+            ),
         }
     }
 }
@@ -315,7 +341,8 @@ impl Error {
             | Error::Query { source, .. }
             | Error::Register { source, .. }
             | Error::Inherited { source, .. }
-            | Error::Foreign { source, .. } => Some(source),
+            | Error::Foreign { source, .. }
+            | Error::Namespace { source, .. } => Some(source),
             Error::NoAddresses
             | Error::NotListening { .. }
             | Error::Environment { .. }
@@ -350,7 +377,8 @@ impl Error {
             | Error::AllAddressesFailed { .. }
             | Error::Environment { .. }
             | Error::Inherited { .. }
-            | Error::Foreign { .. } => None,
+            | Error::Foreign { .. }
+            | Error::Namespace { .. } => None,
         }
     }
 }
@@ -416,6 +444,36 @@ impl fmt::Display for ForeignHint<'_> {
             Some(libc::ENOSYS) => "; pidfd_getfd needs Linux 5.6 or later",
             Some(libc::ESRCH) => "; the process is gone",
             Some(libc::EBADF) => "; the process has no such descriptor",
+            _ => "",
+        };
+        f.write_str(hint)
+    }
+}
+
+/// What an OS error on a network namespace says is missing.
+struct NamespaceHint<'a>(&'a str, &'a io::Error);
+
+impl fmt::Display for NamespaceHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let NamespaceHint(step, source) = *self;
+        let permission = matches!(
+            source.raw_os_error(),
+            Some(libc::EPERM) | Some(libc::EACCES)
+        ) || source.kind() == io::ErrorKind::PermissionDenied;
+        let hint = match step {
+            "setns" if permission => {
+                "; entering another network namespace needs CAP_SYS_ADMIN over its user \
+                 namespace (run as root)"
+            }
+            "setns" if source.raw_os_error() == Some(libc::EINVAL) => "; not a network namespace",
+            "open" if permission => {
+                "; another process's namespace needs ptrace read access (CAP_SYS_PTRACE, or \
+                 the same user)"
+            }
+            "open" if source.raw_os_error() == Some(libc::ENOENT) => {
+                "; no such process, file or name"
+            }
+            "open" if source.raw_os_error() == Some(libc::ESRCH) => "; the process is gone",
             _ => "",
         };
         f.write_str(hint)

@@ -4,12 +4,10 @@
 use std::env;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixListener;
 
 use socket2::{Domain, SockRef, Type};
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{control, sys, Backlog, BacklogSource, Error, DEFAULT_BACKLOG};
 
@@ -440,8 +438,8 @@ pub unsafe fn inherited_and_unset_env() -> Result<Vec<Inherited>, Error> {
     let meant_for_us = handed_to_us()?.is_some();
     let sockets = adopt(Some(DEFAULT_BACKLOG))?;
     if meant_for_us {
-        // SAFETY: the caller promises that no other thread touches the environment now.
-        unsafe { unset_variables() };
+        // The caller promises that no other thread touches the environment now.
+        unset_variables();
     }
     Ok(sockets)
 }
@@ -453,14 +451,11 @@ struct Checked {
     unix: bool,
 }
 
-/// Set once the descriptors of this process have been adopted: nothing adopts them twice.
-static CLAIMED: AtomicBool = AtomicBool::new(false);
-
 fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
     let Some(count) = handed_to_us()? else {
         return Ok(Vec::new());
     };
-    if CLAIMED.load(Ordering::Acquire) {
+    if sys::inherited_claimed() {
         return Ok(Vec::new());
     }
     let names = names(count)?;
@@ -476,37 +471,41 @@ fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
         checked.push(Checked { fd, name, unix });
     }
     // Two calls at once: one adopts, the other finds nothing.
-    if CLAIMED
-        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-        .is_err()
-    {
+    let fds: Vec<RawFd> = checked.iter().map(|c| c.fd).collect();
+    let Some(owned) = sys::claim_inherited(&fds) else {
         return Ok(Vec::new());
+    };
+    let mut backlogs = Vec::with_capacity(owned.len());
+    for (socket, Checked { fd, name, .. }) in owned.iter().zip(&checked) {
+        let prepared = sys::set_cloexec(socket.as_fd())
+            .map_err(|source| Error::Inherited {
+                fd: *fd,
+                name: name.clone(),
+                source,
+            })
+            .and_then(|()| {
+                let socket = SockRef::from(socket);
+                match relisten {
+                    Some(backlog) => control::relisten(&socket, backlog),
+                    None => Ok(kept_backlog(&socket)),
+                }
+            });
+        match prepared {
+            Ok(backlog) => backlogs.push(backlog),
+            Err(err) => {
+                // Nothing adopted: the descriptors stay open, as they were handed over.
+                for socket in owned {
+                    let _ = socket.into_raw_fd();
+                }
+                return Err(err);
+            }
+        }
     }
-    let mut adopted = Vec::with_capacity(checked.len());
-    for Checked { fd, name, unix } in checked {
-        let failed = |source| Error::Inherited {
-            fd,
-            name: name.clone(),
-            source,
-        };
-        // SAFETY: `fd` is open (check() read its socket options) and stays open: nothing in
-        // this crate closes it until it is owned below.
-        let owned = unsafe { BorrowedFd::borrow_raw(fd) };
-        sys::set_cloexec(owned).map_err(failed)?;
-        let socket = SockRef::from(&owned);
-        let backlog = match relisten {
-            Some(backlog) => control::relisten(&socket, backlog)?,
-            None => kept_backlog(&socket),
-        };
-        adopted.push((fd, name, unix, backlog));
-    }
-    Ok(adopted
+    Ok(owned
         .into_iter()
-        .map(|(fd, name, unix, backlog)| {
-            // SAFETY: the activation protocol hands `fd` to this process, and CLAIMED makes this
-            // the one place in the process that takes it; the caller promises (see
-            // `inherited`) that no other code of the process adopted it.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        .zip(checked)
+        .zip(backlogs)
+        .map(|((owned, Checked { fd, name, unix }), backlog)| {
             let listener = if unix {
                 InheritedListener::Unix(UnixListener::from(owned))
             } else {
@@ -536,21 +535,17 @@ fn kept_backlog(socket: &SockRef<'_>) -> Backlog {
     }
 }
 
-/// Removes the socket-activation variables from the environment.
-///
-/// # Safety
-///
-/// As [`std::env::remove_var`] in edition 2024: no other thread may read or write the
-/// environment at the same time (through std, or through C's `getenv`, which DNS resolution,
-/// time-zone and locale code call).
-unsafe fn unset_variables() {
+/// Removes the socket-activation variables from the environment. Only
+/// [`inherited_and_unset_env`] calls it, whose `# Safety` carries the rule of
+/// [`std::env::remove_var`] in edition 2024 (a safe function in this crate's edition 2021):
+/// no other thread may read or write the environment at the same time.
+fn unset_variables() {
     for variable in [
         "LISTEN_PID",
         "LISTEN_PIDFDID",
         "LISTEN_FDS",
         "LISTEN_FDNAMES",
     ] {
-        // SAFETY: the caller promises that no other thread touches the environment now.
         env::remove_var(variable);
     }
 }
@@ -633,30 +628,28 @@ fn number<T: std::str::FromStr>(variable: &'static str, value: &str) -> Result<T
 /// Whether `fd` is a listening TCP (`false`) or Unix (`true`) stream socket; an error says why
 /// not.
 fn check(fd: RawFd) -> io::Result<bool> {
-    sys::check_open_socket(fd)?;
-    // SAFETY: `fd` is open (just checked) and only borrowed for these readings.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let socket = SockRef::from(&borrowed);
-    let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
-    if socket.r#type()? != Type::STREAM {
-        return Err(invalid("not a stream socket".into()));
-    }
-    let domain = socket.local_addr()?.domain();
-    let unix = if domain == Domain::UNIX {
-        true
-    } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
-        false
-    } else {
-        return Err(invalid(format!(
-            "a socket of family {domain:?}, not TCP or Unix"
-        )));
-    };
-    if !sys::is_listening(&socket)? {
-        return Err(invalid(format!(
-            "a socket on {} that does not listen",
-            control::addr_of(&socket).map_or("an unknown address".into(), |a| a.to_string())
-        )));
-    }
-    debug_assert!(borrowed.as_raw_fd() == fd);
-    Ok(unix)
+    sys::with_open_socket(fd, |borrowed| {
+        let socket = SockRef::from(&borrowed);
+        let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+        if socket.r#type()? != Type::STREAM {
+            return Err(invalid("not a stream socket".into()));
+        }
+        let domain = socket.local_addr()?.domain();
+        let unix = if domain == Domain::UNIX {
+            true
+        } else if domain == Domain::IPV4 || domain == Domain::IPV6 {
+            false
+        } else {
+            return Err(invalid(format!(
+                "a socket of family {domain:?}, not TCP or Unix"
+            )));
+        };
+        if !sys::is_listening(&socket)? {
+            return Err(invalid(format!(
+                "a socket on {} that does not listen",
+                control::addr_of(&socket).map_or("an unknown address".into(), |a| a.to_string())
+            )));
+        }
+        Ok(unix)
+    })
 }

@@ -31,6 +31,8 @@
 //!   owners, `select` chooses among them, and
 //!   `survey::relisten` raises another process's listener in place (`pidfd_getfd`); the
 //!   `maxlisten` command (feature `cli`) is built on them.
+//! - On Linux, `exec` runs a program so that every `listen` it and its descendants make gets
+//!   the maximum from the first call (seccomp user notification); `maxlisten exec` is built on it.
 //! - [`QueueStats::drops`] counts every SYN the kernel dropped on a listener, for any reason (its
 //!   own `ListenDrops`, Linux).
 //! - Every failure is an [`Error`] that names the step (resolve, socket, option, bind, listen)
@@ -130,6 +132,10 @@
 //! | `LISTEN_FDS`/`LISTEN_PID` that is not a number, names that do not match the count | [`Error::Environment`] naming the variable; nothing adopted | `InvalidInput` |
 //! | an inherited descriptor that is closed, not a socket, or does not listen | [`Error::Inherited`] naming the fd; nothing adopted | `EBADF` / `ENOTSOCK` / `InvalidInput` |
 //! | `survey::relisten` without ptrace permission, on a gone process, a missing fd | [`Error::Foreign`] naming pid, fd and what is missing | `PermissionDenied` / `ESRCH` / `EBADF` |
+//! | `survey::relisten` on a descriptor reused by another socket since the survey | [`Error::Foreign`], step `check that it is the socket surveyed`; nothing changed | `NotFound` |
+//! | `survey::relisten` on a listener no readable process holds | [`Error::Query`] saying why (hidepid, not root, another PID namespace) | `NotFound` |
+//! | `netns::Netns` by a pid, path or name that does not exist; a file that is not a network namespace | [`Error::Namespace`] naming it | `NotFound` / `InvalidInput` |
+//! | entering another network namespace, or `Netns::all`, without `CAP_SYS_ADMIN` (and `CAP_SYS_PTRACE`) | [`Error::Namespace`] naming the missing capability | `PermissionDenied` |
 //!
 //! # Security
 //!
@@ -164,11 +170,18 @@
 mod address;
 mod backlog;
 mod builder;
+pub mod container;
 mod control;
 mod error;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub mod exec;
 #[cfg(unix)]
 mod inherited;
 mod listener;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+pub mod netns;
 mod queue;
 #[cfg(feature = "report")]
 #[cfg_attr(docsrs, doc(cfg(feature = "report")))]

@@ -1,5 +1,5 @@
 //! Choosing listeners of a [`survey`](crate::survey): by owner (pid, descriptor), port, path,
-//! protocol, network namespace, or being below the limit. `maxlisten survey` filters with it,
+//! protocol, network namespace, bound device, or being below the limit. `maxlisten survey` filters with it,
 //! and `maxlisten raise` picks what to raise with it.
 //!
 //! Every criterion that is set must hold; a selector with none set chooses every listener.
@@ -33,6 +33,7 @@ pub struct Selector {
     path: Option<PathBuf>,
     proto: Option<Proto>,
     netns: Option<u64>,
+    device: Option<String>,
     below_limit: bool,
 }
 
@@ -113,6 +114,18 @@ impl Selector {
         self
     }
 
+    /// Listeners bound to the network device `name` (`SO_BINDTODEVICE`, or the scope of an
+    /// IPv6 link-local address: [`ListenerInfo::device`](crate::survey::ListenerInfo::device)).
+    ///
+    /// ```
+    /// let on_eth0 = maxlisten::select::Selector::new().device("eth0");
+    /// # let _ = on_eth0;
+    /// ```
+    pub fn device(mut self, name: impl Into<String>) -> Selector {
+        self.device = Some(name.into());
+        self
+    }
+
     /// Only listeners whose backlog is below their namespace's limit (with `false`, drops the
     /// criterion).
     ///
@@ -177,6 +190,10 @@ impl Selector {
             && by_path
             && self.proto.is_none_or(|proto| listener.proto == proto)
             && self.netns.is_none_or(|ns| listener.netns == ns)
+            && self
+                .device
+                .as_ref()
+                .is_none_or(|d| listener.device.as_ref() == Some(d))
             && (!self.below_limit || listener.below_limit)
     }
 
@@ -211,8 +228,11 @@ mod tests {
         ListenerInfo {
             proto,
             local,
+            device: None,
             inode: 1,
+            cookie: 0,
             netns: 4026531840,
+            limit: Some(4096),
             backlog: 128,
             queued: 0,
             drops: None,
@@ -223,8 +243,11 @@ mod tests {
                     pid,
                     command: "server".into(),
                     fd,
+                    cgroup: None,
+                    container: None,
                 })
                 .collect(),
+            ns: crate::netns::Netns::current().unwrap(),
         }
     }
 
@@ -243,6 +266,7 @@ mod tests {
         let mut full = listener(Proto::Tcp, tcp(9090), &[]);
         full.below_limit = false;
         full.netns = 4026532000;
+        full.device = Some("eth0".into());
         let all = [&web, &sock, &full];
         let chosen =
             |s: Selector| -> Vec<usize> { (0..all.len()).filter(|&i| s.matches(all[i])).collect() };
@@ -263,6 +287,8 @@ mod tests {
         assert_eq!(chosen(Selector::new().proto(Proto::Unix)), [1]);
         assert_eq!(chosen(Selector::new().proto(Proto::Tcp)), [0, 2]);
         assert_eq!(chosen(Selector::new().netns(4026532000)), [2]);
+        assert_eq!(chosen(Selector::new().device("eth0")), [2]);
+        assert_eq!(chosen(Selector::new().device("eth1")), Vec::<usize>::new());
         assert_eq!(chosen(Selector::new().below_limit(true)), [0, 1]);
         assert_eq!(chosen(Selector::new().below_limit(false)), [0, 1, 2]);
         assert_eq!(

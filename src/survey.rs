@@ -1,37 +1,43 @@
-//! Every listener of a network namespace, with its owners, and raising another process's
-//! backlog live (Linux and Android: the same kernel interfaces; on Android an app is normally
-//! denied `sock_diag` and other processes' `/proc` entries, so it needs a root shell there).
+//! Every listener on the host, in every network namespace, with its owners, and raising
+//! another process's backlog live (Linux and Android: the same kernel interfaces; on Android an
+//! app is normally denied `sock_diag` and other processes' `/proc` entries, so it needs a root
+//! shell there).
 //!
 //! [`survey`] lists every listening TCP (IPv4, IPv6) and Unix stream socket of the calling
-//! thread's network namespace: one `sock_diag` dump per family, then one scan of `/proc/*/fd`
-//! to find which processes hold each socket. It makes no system call per socket.
+//! thread's network namespace; [`survey_netns`] those of one namespace, [`survey_all`] those of
+//! every namespace on the host (see [`netns`](crate::netns)). In each namespace: one `sock_diag`
+//! dump per family, made from a thread inside it ([`Netns::run`]), and its limit read there;
+//! then one scan of `/proc/*/fd` for all of them (socket inodes are unique host-wide) to find
+//! which processes hold each socket, and the cgroup (and container) of each holder. It makes no
+//! system call per socket.
 //!
 //! [`relisten`] calls `listen(2)` on another process's socket: `pidfd_open` and `pidfd_getfd`
 //! (Linux 5.6+) give this process a duplicate of it, and a `listen` on the duplicate changes
 //! the backlog of the one socket both share. The owner keeps serving and notices nothing but
 //! a longer queue. It needs ptrace permission over the target: `CAP_SYS_PTRACE` (root has it),
-//! or the same user where `kernel.yama.ptrace_scope` allows it.
+//! or the same user where `kernel.yama.ptrace_scope` allows it. The kernel clamps the backlog to
+//! the limit of the socket's own namespace, and the result is read back in that namespace.
 //!
 //! ```
-//! # #[cfg(target_os = "linux")]
-//! # {
 //! let survey = maxlisten::survey::survey()?;
 //! for listener in survey.listeners.iter().filter(|l| l.below_limit) {
-//!     println!("{} {} has backlog {} of {:?}", listener.proto, listener.local, listener.backlog, survey.limit);
+//!     println!("{} {} has backlog {} of {:?}", listener.proto, listener.local_name(), listener.backlog, listener.limit);
 //! }
-//! # }
 //! # Ok::<(), maxlisten::Error>(())
 //! ```
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use socket2::SockRef;
 
+use crate::container::{self, Container};
+use crate::netns::{ListenCounters, Netns};
 use crate::sys::sock_diag::{self, DiagListener};
-use crate::sys::{pidfd, proc};
+use crate::sys::{netns as raw_netns, pidfd, proc};
 use crate::{control, sys, Address, Backlog, Error};
 
 /// The protocol of a listener.
@@ -67,26 +73,36 @@ impl fmt::Display for Proto {
 /// // Found through /proc: this process, and the descriptor it holds the socket as.
 /// let owner = mine.processes.iter().find(|o| o.pid == std::process::id()).unwrap();
 /// assert_eq!(owner.fd, std::os::fd::AsRawFd::as_raw_fd(&listener));
+/// assert!(owner.cgroup.is_some());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+#[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Owner {
-    /// The process id.
+    /// The process id, in the PID namespace of the `/proc` this process sees.
     pub pid: u32,
     /// Its command name (`/proc/PID/comm`).
     pub command: String,
     /// The descriptor number in that process.
     pub fd: RawFd,
+    /// Its cgroup (`/proc/PID/cgroup`: the cgroup v2 path, or the v1 hierarchy that names its
+    /// container), `None` if it could not be read.
+    pub cgroup: Option<String>,
+    /// The container its cgroup names (Docker, containerd/Kubernetes with the pod, CRI-O,
+    /// Podman), if any; see [`container`].
+    pub container: Option<Container>,
 }
 
-/// One listening socket of the namespace, as the kernel reports it.
+/// One listening socket, as the kernel reports it.
 ///
 /// ```
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?; // std: 128
 /// let addr = maxlisten::Address::Inet(listener.local_addr()?);
 /// let info = maxlisten::survey::listeners()?.into_iter().find(|l| l.local == addr).unwrap();
 /// assert_eq!(info.backlog, maxlisten::system_limit().unwrap().min(128));
+/// assert_eq!(info.limit, maxlisten::system_limit());
 /// assert_eq!(info.below_limit, maxlisten::system_limit().unwrap() > 128);
+/// assert_eq!(info.netns, maxlisten::netns::Netns::current()?.inode());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[non_exhaustive]
@@ -94,52 +110,131 @@ pub struct Owner {
 pub struct ListenerInfo {
     /// TCP or Unix.
     pub proto: Proto,
-    /// Its address: IP and port, a path, or an abstract name.
+    /// Its address: IP and port (an IPv6 link-local address with its scope id), a path, or an
+    /// abstract name. [`local_name`](ListenerInfo::local_name) shows the scope by device name.
     pub local: Address,
+    /// The device it is bound to (`SO_BINDTODEVICE`, or the scope of a link-local address), by
+    /// its name in the listener's namespace; `None` when it is bound to none.
+    pub device: Option<String>,
     /// The socket's inode, as `/proc/PID/fd` shows it (`socket:[INODE]`).
     pub inode: u64,
-    /// The inode of the network namespace it belongs to (as `/proc/PID/ns/net` shows it:
-    /// `net:[INODE]`).
+    /// The socket's cookie (`SO_COOKIE`), unique for the kernel's uptime: with the inode, what
+    /// tells this socket from a later one at the same descriptor.
+    pub cookie: u64,
+    /// The inode of its network namespace (`net:[INODE]`).
     pub netns: u64,
+    /// Its namespace's `net.core.somaxconn`, the most `listen` can give it.
+    pub limit: Option<u32>,
     /// The applied backlog.
     pub backlog: u32,
     /// Connections waiting for `accept()`.
     pub queued: u32,
-    /// SYNs dropped on it because the queue was full (TCP; `None` for Unix).
+    /// SYNs and handshake ACKs the kernel dropped on it, for any reason (TCP, Linux 4.12+;
+    /// `None` for Unix): see [`QueueStats::drops`](crate::QueueStats::drops).
     pub drops: Option<u64>,
-    /// Whether the backlog is below the system limit: a `listen` with a larger value would
-    /// give it more.
+    /// Whether the backlog is below its own namespace's limit: a `listen` with a larger value
+    /// would give it more.
     pub below_limit: bool,
     /// The processes that hold it, as far as `/proc` could be read; empty if none could.
     pub processes: Vec<Owner>,
+    /// Its namespace, held open, where its backlog is read back after a `listen`.
+    pub(crate) ns: Netns,
 }
 
-/// What [`survey`] found.
+impl ListenerInfo {
+    /// The address as `ss` and the table show it: an IPv6 link-local address with its scope as
+    /// the device's name (`[fe80::1%eth0]:80`), everything else as [`Address`] shows it.
+    ///
+    /// ```
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = maxlisten::Address::Inet(listener.local_addr()?);
+    /// let info = maxlisten::survey::listeners()?.into_iter().find(|l| l.local == addr).unwrap();
+    /// assert_eq!(info.local_name(), listener.local_addr()?.to_string());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn local_name(&self) -> String {
+        match (&self.local, &self.device) {
+            (Address::Inet(SocketAddr::V6(v6)), Some(device)) if v6.scope_id() != 0 => {
+                format!("[{}%{device}]:{}", v6.ip(), v6.port())
+            }
+            (local, _) => local.to_string(),
+        }
+    }
+}
+
+/// One network namespace of a survey.
 ///
 /// ```
 /// let survey = maxlisten::survey::survey()?;
-/// assert_eq!(survey.limit, maxlisten::system_limit());
+/// let ns = &survey.namespaces[0];
+/// assert_eq!(ns.netns, maxlisten::netns::Netns::current()?.inode());
+/// assert_eq!(ns.limit, maxlisten::system_limit());
+/// # Ok::<(), maxlisten::Error>(())
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug)]
+pub struct NamespaceInfo {
+    /// Its inode (`net:[INODE]`).
+    pub netns: u64,
+    /// Its `ip netns` names (bind mounts under `/run/netns`); empty for most containers.
+    pub names: Vec<String>,
+    /// Its `net.core.somaxconn`; `None` if it could not be read there.
+    pub limit: Option<u32>,
+    /// Its `TcpExt` `ListenOverflows` and `ListenDrops`, if readable.
+    pub counters: Option<ListenCounters>,
+    /// How many of the survey's listeners are in it.
+    pub listeners: usize,
+}
+
+/// What a survey found.
+///
+/// ```
+/// let survey = maxlisten::survey::survey()?;
+/// assert_eq!(survey.namespaces.len(), 1);
+/// assert_eq!(survey.unreadable_namespaces, 0);
 /// # Ok::<(), maxlisten::Error>(())
 /// ```
 #[non_exhaustive]
 #[derive(Clone, Debug)]
 pub struct Survey {
-    /// Every listening socket of the namespace, TCP first, each family in the kernel's order.
+    /// Every listening socket, namespace by namespace (in the order of `namespaces`), TCP
+    /// first, each family in the kernel's order.
     pub listeners: Vec<ListenerInfo>,
-    /// The system limit the backlogs are compared with (`net.core.somaxconn`).
-    pub limit: Option<u32>,
+    /// The namespaces surveyed, ordered by inode (for [`survey`], just the caller's).
+    pub namespaces: Vec<NamespaceInfo>,
     /// Processes whose descriptors could not be read (another user's, without root): their
     /// listeners are still listed, without those owners.
     pub unreadable_processes: usize,
+    /// Their pids, in ascending order.
+    pub unreadable_pids: Vec<u32>,
+    /// Namespaces that could not be read: found by [`survey_all`] but refused (a bind mount
+    /// that could not be opened, a namespace whose dump failed).
+    pub unreadable_namespaces: usize,
+}
+
+impl Survey {
+    /// The namespace of a listener (or any inode), if it was surveyed.
+    ///
+    /// ```
+    /// let survey = maxlisten::survey::survey()?;
+    /// for l in &survey.listeners {
+    ///     assert_eq!(survey.namespace(l.netns).unwrap().limit, l.limit);
+    /// }
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn namespace(&self, netns: u64) -> Option<&NamespaceInfo> {
+        self.namespaces.iter().find(|ns| ns.netns == netns)
+    }
 }
 
 /// Lists every listening TCP and Unix stream socket of the calling thread's network namespace,
-/// with backlog, queue, drops and owners. See the [module](self) for the cost.
+/// with backlog, limit, queue, drops and owners. See the [module](self) for the cost. Needs no
+/// privilege (without root, other users' processes are counted, not read).
 ///
 /// # Errors
 ///
 /// [`Error::Query`] when a `sock_diag` dump fails (`what` names it), for instance in a kernel
-/// without `inet_diag` or `unix_diag`.
+/// without `inet_diag` or `unix_diag`; [`Error::Namespace`] when `/proc` is not mounted.
 ///
 /// ```
 /// let survey = maxlisten::survey::survey()?;
@@ -147,43 +242,65 @@ pub struct Survey {
 /// # Ok::<(), maxlisten::Error>(())
 /// ```
 pub fn survey() -> Result<Survey, Error> {
-    let dump = |what, result: io::Result<Vec<DiagListener>>| {
-        result.map_err(|source| Error::Query {
-            what,
-            addr: None,
-            source,
-        })
-    };
-    let tcp = dump("sock_diag inet dump", sock_diag::tcp_listeners())?;
-    let unix = dump("sock_diag unix dump", sock_diag::unix_listeners())?;
-    let limit = sys::system_limit();
-    let netns = proc::thread_netns_inode().unwrap_or(0);
-    let wanted: HashSet<u64> = tcp.iter().chain(&unix).map(|l| l.inode).collect();
-    let (mut owners, unreadable_processes) = owners(&wanted);
-    let listeners = tcp
-        .into_iter()
-        .map(|l| (Proto::Tcp, l))
-        .chain(unix.into_iter().map(|l| (Proto::Unix, l)))
-        .map(|(proto, l)| ListenerInfo {
-            proto,
-            below_limit: limit.is_some_and(|limit| l.backlog < limit),
-            processes: owners.remove(&l.inode).unwrap_or_default(),
-            local: l.local,
-            inode: l.inode,
-            netns,
-            backlog: l.backlog,
-            queued: l.queued,
-            drops: l.drops.map(u64::from),
-        })
-        .collect();
-    Ok(Survey {
-        listeners,
-        limit,
-        unreadable_processes,
-    })
+    survey_netns(&Netns::current()?)
 }
 
-/// The listeners of [`survey`], without the count of unreadable processes.
+/// Lists every listener of one network namespace (a container's, an `ip netns`), read from a
+/// thread inside it; owners are found in the `/proc` this process sees.
+///
+/// # Errors
+///
+/// [`Error::Namespace`] when the namespace cannot be entered: without `CAP_SYS_ADMIN` for any
+/// namespace but the caller's own (the message says so); [`Error::Query`] as [`survey`].
+///
+/// ```
+/// let ns = maxlisten::netns::Netns::parse("/proc/self/ns/net")?;
+/// let survey = maxlisten::survey::survey_netns(&ns)?;
+/// assert!(survey.listeners.iter().all(|l| l.netns == ns.inode()));
+/// # Ok::<(), maxlisten::Error>(())
+/// ```
+pub fn survey_netns(ns: &Netns) -> Result<Survey, Error> {
+    let inside = read_inside(ns)?;
+    Ok(assemble(vec![(ns.clone(), inside)], 0))
+}
+
+/// Lists every listener of every network namespace on the host ([`Netns::all`]): the host's,
+/// every container's and pod's, every `ip netns`. A namespace that cannot be read is counted in
+/// [`Survey::unreadable_namespaces`] and skipped, as are processes that exit meanwhile.
+///
+/// A node agent runs this with the host's PID namespace (to see every container's processes),
+/// `CAP_SYS_PTRACE` (their namespaces and descriptors) and `CAP_SYS_ADMIN` (to enter the
+/// namespaces); it does not need the host's network namespace.
+///
+/// # Errors
+///
+/// [`Error::Namespace`], kind `PermissionDenied`, without `CAP_SYS_ADMIN` or `CAP_SYS_PTRACE`,
+/// naming the missing one: one namespace is never passed off as all of them.
+///
+/// ```
+/// # if unsafe { libc::geteuid() } == 0 {
+/// let survey = maxlisten::survey::survey_all()?;
+/// for ns in &survey.namespaces {
+///     println!("{} {:?}: limit {:?}, {} listeners", ns.netns, ns.names, ns.limit, ns.listeners);
+/// }
+/// # }
+/// # Ok::<(), maxlisten::Error>(())
+/// ```
+pub fn survey_all() -> Result<Survey, Error> {
+    let all = Netns::all()?;
+    let mut unreadable = all.unreadable_namespaces;
+    let results = Netns::run_each(&all.namespaces, |_| read_here())?;
+    let mut read = Vec::with_capacity(all.namespaces.len());
+    for (ns, result) in all.namespaces.into_iter().zip(results) {
+        match result {
+            Ok(Ok(inside)) => read.push((ns, inside)),
+            _ => unreadable += 1,
+        }
+    }
+    Ok(assemble(read, unreadable))
+}
+
+/// The listeners of [`survey`], without the counts.
 ///
 /// # Errors
 ///
@@ -199,90 +316,353 @@ pub fn listeners() -> Result<Vec<ListenerInfo>, Error> {
     survey().map(|s| s.listeners)
 }
 
+/// What is read from inside one namespace.
+struct Inside {
+    tcp: Vec<DiagListener>,
+    unix: Vec<DiagListener>,
+    limit: Option<u32>,
+    counters: Option<ListenCounters>,
+    devices: HashMap<u32, String>,
+}
+
+/// The dumps, limit, counters and device names of one namespace, from a thread inside it.
+fn read_inside(ns: &Netns) -> Result<Inside, Error> {
+    ns.run(read_here)?
+}
+
+/// The dumps, limit, counters and device names of the calling thread's namespace.
+fn read_here() -> Result<Inside, Error> {
+    {
+        let dump = |what, result: io::Result<Vec<DiagListener>>| {
+            result.map_err(|source| Error::Query {
+                what,
+                addr: None,
+                source,
+            })
+        };
+        let tcp = dump("sock_diag inet dump", sock_diag::tcp_listeners())?;
+        let unix = dump("sock_diag unix dump", sock_diag::unix_listeners())?;
+        let mut devices = HashMap::new();
+        for l in &tcp {
+            if l.interface != 0 && !devices.contains_key(&l.interface) {
+                if let Some(name) = raw_netns::interface_name(l.interface) {
+                    devices.insert(l.interface, name);
+                }
+            }
+        }
+        Ok(Inside {
+            tcp,
+            unix,
+            limit: sys::system_limit(),
+            counters: crate::netns::listen_counters_here(),
+            devices,
+        })
+    }
+}
+
+/// The survey of the namespaces read, with one pass over `/proc` for the owners.
+fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: usize) -> Survey {
+    let wanted: HashSet<u64> = read
+        .iter()
+        .flat_map(|(_, inside)| inside.tcp.iter().chain(&inside.unix).map(|l| l.inode))
+        .collect();
+    let (mut owners, unreadable_pids) = owners(&wanted);
+    let mut cgroups: HashMap<u32, Option<String>> = HashMap::new();
+    let mut listeners = Vec::new();
+    let mut namespaces = Vec::with_capacity(read.len());
+    for (ns, inside) in read {
+        let limit = inside.limit;
+        let before = listeners.len();
+        let found = inside
+            .tcp
+            .into_iter()
+            .map(|l| (Proto::Tcp, l))
+            .chain(inside.unix.into_iter().map(|l| (Proto::Unix, l)));
+        for (proto, l) in found {
+            let mut processes = owners.remove(&l.inode).unwrap_or_default();
+            for owner in &mut processes {
+                let cgroup = cgroups
+                    .entry(owner.pid)
+                    .or_insert_with(|| {
+                        proc::cgroup(owner.pid)
+                            .ok()
+                            .and_then(|text| container::cgroup_path(&text))
+                    })
+                    .clone();
+                owner.container = cgroup.as_deref().and_then(Container::from_cgroup);
+                owner.cgroup = cgroup;
+            }
+            listeners.push(ListenerInfo {
+                proto,
+                device: inside.devices.get(&l.interface).cloned(),
+                below_limit: limit.is_some_and(|limit| l.backlog < limit),
+                processes,
+                local: l.local,
+                inode: l.inode,
+                cookie: l.cookie,
+                netns: ns.inode(),
+                limit,
+                backlog: l.backlog,
+                queued: l.queued,
+                drops: l.drops.map(u64::from),
+                ns: ns.clone(),
+            });
+        }
+        namespaces.push(NamespaceInfo {
+            netns: ns.inode(),
+            names: ns.names().to_vec(),
+            limit,
+            counters: inside.counters,
+            listeners: listeners.len() - before,
+        });
+    }
+    Survey {
+        listeners,
+        namespaces,
+        unreadable_processes: unreadable_pids.len(),
+        unreadable_pids,
+        unreadable_namespaces,
+    }
+}
+
 /// Socket inode → its owners, for the sockets in `wanted` (the listeners: a host has many more
-/// connected sockets, which are not kept), from one pass over `/proc/*/fd`; and how many
-/// processes could not be read.
-fn owners(wanted: &HashSet<u64>) -> (HashMap<u64, Vec<Owner>>, usize) {
+/// connected sockets, which are not kept), from one pass over `/proc/*/fd`; and the processes
+/// that could not be read.
+fn owners(wanted: &HashSet<u64>) -> (HashMap<u64, Vec<Owner>>, Vec<u32>) {
     let mut owners: HashMap<u64, Vec<Owner>> = HashMap::new();
-    let mut unreadable = 0;
-    for pid in proc::pids().unwrap_or_default() {
+    let mut unreadable = Vec::new();
+    let mut pids = proc::pids().unwrap_or_default();
+    pids.sort_unstable();
+    for pid in pids {
         let fds = match proc::socket_fds(pid) {
             proc::SocketFds::Found(fds) => fds,
             proc::SocketFds::Gone => continue,
             proc::SocketFds::Unreadable(_) => {
-                unreadable += 1;
+                unreadable.push(pid);
                 continue;
             }
         };
         let mut command = None;
         for (fd, inode) in fds.into_iter().filter(|(_, inode)| wanted.contains(inode)) {
             let command = command.get_or_insert_with(|| proc::command(pid)).clone();
-            owners
-                .entry(inode)
-                .or_default()
-                .push(Owner { pid, command, fd });
+            owners.entry(inode).or_default().push(Owner {
+                pid,
+                command,
+                fd,
+                cgroup: None,
+                container: None,
+            });
         }
     }
     (owners, unreadable)
 }
 
-/// Calls `listen(2)` with `backlog` on descriptor `fd` of process `pid`, and reports the
-/// backlog the kernel applied. See the [module](self) for how, and what it needs.
+/// Calls `listen(2)` with `backlog` on the listener the survey found, in a process that holds
+/// it, and reports the backlog the kernel applied, read back in the listener's own namespace.
+/// See the [module](self) for how, and what it needs.
 ///
-/// The duplicate is checked first: `listen` is never called on a socket that does not listen
-/// (that would make it start listening). It is closed before returning.
+/// Each holder in [`ListenerInfo::processes`] is tried in turn (forked workers share one
+/// socket) until one can be reached. Before `listen`, the duplicate is checked to be the very
+/// socket the survey found (its inode, and its `SO_COOKIE` against the survey's cookie): a
+/// pid or a descriptor number may have been reused since. `listen` is never called on
+/// another socket, nor on one that does not listen (that would make it start listening). The
+/// duplicate is closed before returning. The backlog asked for is passed as is: lowering one
+/// is this function's caller's decision.
 ///
 /// # Errors
 ///
-/// [`Error::Foreign`], naming the pid and fd, the step, and what is missing:
+/// [`Error::Foreign`], naming the pid and fd, the step, and what is missing, for the holder
+/// whose failure says the most (a refusal before a process that is gone):
 /// - `PermissionDenied` (`EPERM`): no ptrace permission over the process (`CAP_SYS_PTRACE`,
 ///   or the same user where `kernel.yama.ptrace_scope` allows it);
 /// - `Unsupported` (`ENOSYS`): a kernel older than 5.6;
-/// - `ESRCH`: the process is gone;
-/// - `EBADF`: it has no such descriptor;
-/// - `InvalidInput`: the descriptor is not a socket, or not a listening one.
+/// - `ESRCH`: the process is gone; `EBADF`: it no longer has that descriptor;
+/// - `NotFound`: the descriptor now holds another socket (step `check that it is the socket
+///   surveyed`);
+/// - `InvalidInput`: it is not a socket, or no longer listens.
+///
+/// [`Error::Query`] (kind `NotFound`) when no holder is known, saying why from what this
+/// process can observe: a `/proc` mounted with `hidepid`, processes it may not read (not
+/// root), or a holder outside its PID namespace. [`Error::Namespace`] when the read-back
+/// cannot enter the listener's namespace.
 ///
 /// ```
-/// use std::os::fd::AsRawFd;
-///
 /// // A listener of this very process, made with std's 128; any process works the same way
 /// // given the permission.
 /// let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// let backlog = maxlisten::survey::relisten(std::process::id(), listener.as_raw_fd(), u32::MAX)?;
-/// assert_eq!(backlog.applied(), maxlisten::system_limit());
-/// // Not a socket: refused, naming the pid and fd; listen was not called.
-/// let file = std::fs::File::open("/proc/self/status")?;
-/// let err = maxlisten::survey::relisten(std::process::id(), file.as_raw_fd(), 5).unwrap_err();
-/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// let addr = maxlisten::Address::Inet(listener.local_addr()?);
+/// let info = maxlisten::survey::listeners()?.into_iter().find(|l| l.local == addr).unwrap();
+/// let backlog = maxlisten::survey::relisten(&info, u32::MAX)?;
+/// assert_eq!(backlog.applied(), info.limit);
+///
+/// // The descriptor closed and reused by another listener: refused, that one unchanged.
+/// drop(listener);
+/// let other = std::net::TcpListener::bind("127.0.0.1:0")?;
+/// let err = maxlisten::survey::relisten(&info, u32::MAX).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn relisten(pid: u32, fd: RawFd, backlog: u32) -> Result<Backlog, Error> {
+pub fn relisten(listener: &ListenerInfo, backlog: u32) -> Result<Backlog, Error> {
+    let mut failures: Vec<Error> = Vec::new();
+    for owner in &listener.processes {
+        match borrow(listener, owner) {
+            Ok(socket) => {
+                let what = (owner.pid, owner.fd);
+                return listener.ns.run(|| listen_on(&socket, backlog, what))?;
+            }
+            Err(err) => failures.push(err),
+        }
+    }
+    // The most telling failure: anything before a process that is merely gone.
+    let gone = |e: &Error| e.raw_os_error() == Some(libc::ESRCH);
+    if let Some(i) = failures.iter().position(|e| !gone(e)) {
+        return Err(failures.swap_remove(i));
+    }
+    if let Some(err) = failures.pop() {
+        return Err(err);
+    }
+    Err(Error::Query {
+        what: "the holders (/proc/*/fd)",
+        addr: Some(listener.local.clone()),
+        source: io::Error::new(io::ErrorKind::NotFound, why_no_holder()),
+    })
+}
+
+/// A duplicate of `owner`'s descriptor, checked to be the listener's socket.
+fn borrow(listener: &ListenerInfo, owner: &Owner) -> Result<OwnedFd, Error> {
+    let foreign = |step: &'static str, source: io::Error| Error::Foreign {
+        pid: owner.pid,
+        fd: owner.fd,
+        step,
+        source,
+    };
+    let pidfd = pidfd::open(owner.pid).map_err(|e| foreign("pidfd_open", e))?;
+    let socket = pidfd::getfd(&pidfd, owner.fd).map_err(|e| foreign("pidfd_getfd", e))?;
+    drop(pidfd);
+    sys::check_open_socket(socket.as_raw_fd()).map_err(|e| {
+        let e = if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            io::Error::new(io::ErrorKind::InvalidInput, "not a socket")
+        } else {
+            e
+        };
+        foreign("fstat", e)
+    })?;
+    const SAME: &str = "check that it is the socket surveyed";
+    let (_, inode) = raw_netns::id(socket.as_fd()).map_err(|e| foreign("fstat", e))?;
+    // A cookie the kernel cannot give (before 4.11) leaves the inode to decide.
+    let cookie = sock_diag::cookie_of(socket.as_fd()).ok();
+    let cookie_differs = listener.cookie != 0 && cookie.is_some_and(|c| c != listener.cookie);
+    if inode != listener.inode || cookie_differs {
+        return Err(foreign(
+            SAME,
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!(
+                    "the descriptor now holds socket:[{inode}], not socket:[{}] (reused since \
+                     the survey); nothing changed",
+                    listener.inode
+                ),
+            ),
+        ));
+    }
+    Ok(socket)
+}
+
+/// `listen` on a checked duplicate, in the thread that reads the backlog back.
+fn listen_on(socket: &OwnedFd, backlog: u32, (pid, fd): (u32, RawFd)) -> Result<Backlog, Error> {
     let foreign = |step: &'static str, source: io::Error| Error::Foreign {
         pid,
         fd,
         step,
         source,
     };
-    let pidfd = pidfd::open(pid).map_err(|e| foreign("pidfd_open", e))?;
-    let socket = pidfd::getfd(&pidfd, fd).map_err(|e| foreign("pidfd_getfd", e))?;
-    drop(pidfd);
-    let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_owned());
-    sys::check_open_socket(std::os::fd::AsRawFd::as_raw_fd(&socket)).map_err(|e| {
-        let e = if e.raw_os_error() == Some(libc::ENOTSOCK) {
-            invalid("not a socket")
-        } else {
-            e
-        };
-        foreign("fstat", e)
-    })?;
-    let socket = SockRef::from(&socket);
+    let socket = SockRef::from(socket);
     match sys::is_listening(&socket) {
         Ok(true) => {}
-        Ok(false) => return Err(foreign("SO_ACCEPTCONN", invalid("not a listening socket"))),
+        Ok(false) => {
+            return Err(foreign(
+                "SO_ACCEPTCONN",
+                io::Error::new(io::ErrorKind::InvalidInput, "not a listening socket"),
+            ))
+        }
         Err(e) => return Err(foreign("SO_ACCEPTCONN", e)),
     }
     control::relisten(&socket, backlog).map_err(|e| match e {
         Error::Listen { source, .. } => foreign("listen", source),
         other => other,
     })
+}
+
+/// Why process `pid` (descriptor `fd`, if given) shows no listener in a survey, from what
+/// `/proc` shows now: no such process, descriptors that cannot be read, no such descriptor, a
+/// descriptor that is not a socket, or a socket that is not a listener of the namespaces
+/// surveyed. For a person: `maxlisten raise --pid P --fd F` prints it.
+///
+/// ```
+/// let text = maxlisten::survey::why_not_listed(std::process::id(), Some(0));
+/// assert!(text.contains("fd 0"), "{text}");
+/// let file = std::fs::File::open("/proc/self/status")?;
+/// let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+/// let text = maxlisten::survey::why_not_listed(std::process::id(), Some(fd));
+/// assert!(text.contains("not a socket"), "{text}");
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn why_not_listed(pid: u32, fd: Option<RawFd>) -> String {
+    let who = match fd {
+        Some(fd) => format!("pid {pid} fd {fd}"),
+        None => format!("pid {pid}"),
+    };
+    if !proc::exists(pid) {
+        return format!("{who}: {}", io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    if let proc::SocketFds::Unreadable(err) = proc::socket_fds(pid) {
+        return format!(
+            "{who}: its descriptors cannot be read ({err}): needs root (or CAP_SYS_PTRACE)"
+        );
+    }
+    let Some(fd) = fd else {
+        return format!("{who}: it holds no listener of the network namespaces surveyed");
+    };
+    match proc::fd_target(pid, fd) {
+        Err(err) => format!("{who}: the process has no such descriptor ({err})"),
+        Ok(target) if target.to_string_lossy().starts_with("socket:") => format!(
+            "{who}: a socket, but not a listener of the network namespaces surveyed \
+             (see --netns and --all-namespaces)"
+        ),
+        Ok(target) => format!("{who}: not a socket (it is {})", target.display()),
+    }
+}
+
+/// Why no process could be found holding a socket, from what this process observes.
+fn why_no_holder() -> String {
+    const CAP_SYS_PTRACE: u32 = 19;
+    let ptrace = proc::own_capabilities().is_ok_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
+    let me = std::process::id();
+    // A child PID namespace: NSpid lists more than one pid where /proc is the parent's, and
+    // the namespace is not the initial one where /proc is its own.
+    let nested = proc::status_field(me, "NSpid")
+        .ok()
+        .flatten()
+        .is_some_and(|pids| pids.split_whitespace().count() > 1)
+        || proc::own_pid_namespace().is_some_and(|ns| ns != proc::INITIAL_PID_NAMESPACE);
+    if let (Some(hidepid), false) = (proc::proc_hidepid(), ptrace) {
+        return format!(
+            "/proc is mounted with hidepid={hidepid}, which hides other users' processes: run as \
+             root (CAP_SYS_PTRACE)"
+        );
+    }
+    if !ptrace {
+        return "no process whose descriptors this user may read holds it: run as root (or with \
+                CAP_SYS_PTRACE) to find and reach its owner"
+            .into();
+    }
+    if nested {
+        return "no process visible here holds it: this process runs in a child PID namespace \
+                (a container), so the holder is outside it; run in the host's PID namespace \
+                (hostPID)"
+            .into();
+    }
+    "no process holds it: its holder is in a PID namespace this /proc does not show, or it is \
+     held only by the kernel or by a descriptor in flight"
+        .into()
 }

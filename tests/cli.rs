@@ -15,7 +15,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use common::{in_netns, require_root, ss_send_q, ss_unix, temp_dir};
+use common::{in_netns, own_netns, require_root, ss_send_q, ss_unix, temp_dir};
 
 const LIMIT: u32 = 65535;
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
@@ -212,31 +212,35 @@ fn parse_prometheus(text: &str) -> Samples {
     samples
 }
 
+/// Python (listen(SOMAXCONN), create_server, a Unix listener at `path`) and Node servers.
+fn servers(path: &Path) -> Vec<Server> {
+    let mut servers = vec![
+        // glibc's SOMAXCONN, 4096 here.
+        start("python listen(SOMAXCONN)", python("somaxconn", ""), 4096),
+        start("python create_server", python("create_server", ""), 128),
+        start("python unix", python("unix", path.to_str().unwrap()), 5),
+    ];
+    let mut node = Command::new("node");
+    node.args(["-e", NODE_SERVE]);
+    servers.push(start("node", node, 511));
+    servers
+}
+
 #[test]
 fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
-    if !require_root("cli survey and raise") {
+    if !own_netns("survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit") {
         return;
     }
     let dir = temp_dir("cli");
     let path = dir.join("py.sock");
-    // Anyone may pass through the directory, as for a real socket directory.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     in_netns(LIMIT, || {
-        let mut servers = vec![
-            // glibc's SOMAXCONN, 4096 here.
-            start("python listen(SOMAXCONN)", python("somaxconn", ""), 4096),
-            start("python create_server", python("create_server", ""), 128),
-            start("python unix", python("unix", path.to_str().unwrap()), 5),
-        ];
-        let mut node = Command::new("node");
-        node.args(["-e", NODE_SERVE]);
-        servers.push(start("node", node, 511));
+        let servers = servers(&path);
 
         // survey --json: each with its backlog, pid and command, below the limit.
         let out = run(&["survey", "--json"], false);
         assert!(out.status.success(), "{out:?}");
         let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let listed = listed.as_array().unwrap();
+        let listed = listed["listeners"].as_array().unwrap();
         let local_of = |s: &Server| {
             if s.port == 0 {
                 path.display().to_string()
@@ -302,30 +306,6 @@ fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
         assert!(samples.contains_key("maxlisten_listener_queued"));
         assert!(samples.contains_key("maxlisten_listener_drops_total"));
 
-        // As nobody against root's servers: refused, naming the permission; nothing changes.
-        let node_server = &servers[3];
-        let node_entry = listed
-            .iter()
-            .find(|e| e["local"] == local_of(node_server).as_str())
-            .unwrap();
-        let fd = node_entry["processes"][0]["fd"].to_string();
-        let pid = node_server.child.id().to_string();
-        let out = run(&["raise", "--pid", &pid, "--fd", &fd], true);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "raise as nobody succeeded: {out:?}");
-        assert!(stderr.contains("CAP_SYS_PTRACE"), "{stderr}");
-        assert!(stderr.contains(&format!("pid {pid} fd {fd}")), "{stderr}");
-        let out = run(&["raise", "--all-below-limit"], true);
-        assert!(!out.status.success(), "{out:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("root"), "{stderr}");
-        for server in &servers {
-            if server.port != 0 {
-                assert_eq!(ss_send_q(server.port), server.expected_backlog);
-            }
-        }
-        assert_eq!(ss_unix(path.to_str().unwrap()).1, 5);
-
         // A dry run changes nothing either.
         let out = run(&["raise", "--all-below-limit", "--dry-run"], false);
         assert!(out.status.success(), "{out:?}");
@@ -351,7 +331,58 @@ fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
         // Nothing is left below the limit (in this namespace, only these servers listen).
         let out = run(&["survey", "--json", "--below-limit"], false);
         let left: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(left.as_array().unwrap().len(), 0, "{left}");
+        assert_eq!(left["listeners"].as_array().unwrap().len(), 0, "{left}");
+        drop(servers);
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn raise_as_another_user_is_refused_and_changes_nothing() {
+    // A second user exists only for the real root (a user namespace of one's own maps one).
+    if !require_root("raise_as_another_user_is_refused_and_changes_nothing") {
+        return;
+    }
+    let dir = temp_dir("cli-nobody");
+    let path = dir.join("py.sock");
+    // Anyone may pass through the directory, as for a real socket directory.
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    in_netns(LIMIT, || {
+        let servers = servers(&path);
+        let out = run(&["survey", "--json"], false);
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let listed = listed["listeners"].as_array().unwrap();
+        let local_of = |s: &Server| {
+            if s.port == 0 {
+                path.display().to_string()
+            } else {
+                format!("127.0.0.1:{}", s.port)
+            }
+        };
+        // As nobody against root's servers: refused, naming the permission; nothing changes.
+        let node_server = &servers[3];
+        let node_entry = listed
+            .iter()
+            .find(|e| e["local"] == local_of(node_server).as_str())
+            .unwrap();
+        let fd = node_entry["processes"][0]["fd"].to_string();
+        let pid = node_server.child.id().to_string();
+        let out = run(&["raise", "--pid", &pid, "--fd", &fd], true);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "raise as nobody succeeded: {out:?}");
+        assert!(stderr.contains("CAP_SYS_PTRACE"), "{stderr}");
+        assert!(stderr.contains(&format!("pid {pid} fd {fd}")), "{stderr}");
+        let out = run(&["raise", "--all-below-limit"], true);
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("root"), "{stderr}");
+        for server in &servers {
+            if server.port != 0 {
+                assert_eq!(ss_send_q(server.port), server.expected_backlog);
+            }
+        }
+        assert_eq!(ss_unix(path.to_str().unwrap()).1, 5);
+
         drop(servers);
     });
     std::fs::remove_dir_all(dir).unwrap();
@@ -372,7 +403,7 @@ fn survey_filters_choose_listeners_in_any_users_own_namespace() {
         let out = run(&all, false);
         assert!(out.status.success(), "{out:?}");
         let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        value.as_array().unwrap().clone()
+        value["listeners"].as_array().unwrap().clone()
     };
     let locals = |rows: &[serde_json::Value]| -> HashSet<String> {
         rows.iter()

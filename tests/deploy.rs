@@ -271,9 +271,9 @@ fn scrape(port: u16) -> String {
 fn owners(json: &[u8], port: u16) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(json).expect("survey --json");
     let local = format!("127.0.0.1:{port}");
-    let listener = v
+    let listener = v["listeners"]
         .as_array()
-        .unwrap()
+        .unwrap_or_else(|| panic!("no listeners in {v}"))
         .iter()
         .find(|l| l["local"] == local.as_str())
         .unwrap_or_else(|| panic!("survey does not show {local}: {v}"));
@@ -349,10 +349,12 @@ fn systemd_capabilities_are_enough_and_each_is_needed() {
         .unwrap();
         let _exporter = Killed(exporter);
         let text = scrape(metrics_port);
-        let sample = format!("proto=\"tcp\",local=\"127.0.0.1:{port}\",command=\"python3\"}} 8");
+        let sample = format!("proto=\"tcp\",local=\"127.0.0.1:{port}\",command=\"python3\",");
         assert!(
             text.lines()
-                .any(|l| l.starts_with("maxlisten_listener_backlog{") && l.contains(&sample)),
+                .any(|l| l.starts_with("maxlisten_listener_backlog{")
+                    && l.contains(&sample)
+                    && l.ends_with("} 8")),
             "the exporter under the unit's capabilities does not show python3's listener: {text}"
         );
         assert!(text.contains("maxlisten_unreadable_processes 0"), "{text}");
@@ -613,4 +615,50 @@ fn containerfile_is_scratch_with_the_binary_alone() {
     );
     assert!(steps.contains(&"ENTRYPOINT [\"/maxlisten\"]"));
     assert!(steps.contains(&format!("EXPOSE {PORT}").as_str()));
+}
+/// `maxlisten ARGS --help` succeeds: clap accepts every flag of ARGS.
+fn accepted(args: &[String]) -> Result<(), String> {
+    let out = Command::new(BIN).args(args).arg("--help").output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "maxlisten {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Every command line in deploy/ (the units' ExecStart, the DaemonSet's and the patch's args,
+/// the image's CMD) is one the built command accepts.
+#[test]
+fn deploy_command_lines_are_accepted_by_the_command() {
+    let mut lines: Vec<Vec<String>> = Vec::new();
+    for unit in UNITS {
+        let s =
+            unit_settings(&std::fs::read_to_string(deploy(&format!("systemd/{unit}"))).unwrap());
+        let exec = one(&s, "ExecStart", unit);
+        lines.push(exec.split_whitespace().skip(1).map(String::from).collect());
+    }
+    let cmd = std::fs::read_to_string(deploy("Containerfile")).unwrap();
+    let cmd = cmd
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD");
+    let cmd: Vec<String> = serde_json::from_str(cmd).expect("CMD in exec form");
+    lines.push(cmd);
+    if let Some(python) = yaml_python("deploy_command_lines") {
+        let (text, ok) = k8s_check(python, &k8s_files());
+        assert!(ok, "{text}");
+        for prefix in ["ARGS ", "WATCHARGS "] {
+            let line = text
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("no {prefix}in {text}"));
+            lines.push(line.split_whitespace().map(String::from).collect());
+        }
+    }
+    let refused: Vec<String> = lines.iter().filter_map(|l| accepted(l).err()).collect();
+    assert!(refused.is_empty(), "{}", refused.join("\n"));
 }

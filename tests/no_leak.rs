@@ -151,13 +151,31 @@ fn relisten_through_pidfds_leaves_the_descriptor_count_unchanged() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let gone = child.id();
     child.wait().unwrap();
+    let addr = maxlisten::Address::Inet(listener.local_addr().unwrap());
+    let info = maxlisten::survey::listeners()
+        .unwrap()
+        .into_iter()
+        .find(|l| l.local == addr)
+        .unwrap();
+    // The same listener as the survey found it, but said to be held elsewhere.
+    let held_as = |pid: u32, fd: i32| {
+        let mut other = info.clone();
+        other.processes.truncate(1);
+        other.processes[0].pid = pid;
+        other.processes[0].fd = fd;
+        other
+    };
+    let (not_socket, other_socket) = (held_as(me, file.as_raw_fd()), held_as(me, udp.as_raw_fd()));
+    let (no_fd, no_process) = (held_as(me, 100_000), held_as(gone, 3));
+    let mut no_holder = info.clone();
+    no_holder.processes.clear();
     no_leak("survey::relisten", 300, || {
-        maxlisten::survey::relisten(me, listener.as_raw_fd(), 64).unwrap();
-        // Each failing step: not a socket, not listening, no such descriptor, no such process.
-        assert!(maxlisten::survey::relisten(me, file.as_raw_fd(), 5).is_err());
-        assert!(maxlisten::survey::relisten(me, udp.as_raw_fd(), 5).is_err());
-        assert!(maxlisten::survey::relisten(me, 100_000, 5).is_err());
-        assert!(maxlisten::survey::relisten(gone, 3, 5).is_err());
+        maxlisten::survey::relisten(&info, 64).unwrap();
+        // Each failing step: not a socket, another socket, no such descriptor, no such
+        // process, no holder at all.
+        for wrong in [&not_socket, &other_socket, &no_fd, &no_process, &no_holder] {
+            assert!(maxlisten::survey::relisten(wrong, 5).is_err());
+        }
     });
 }
 

@@ -94,7 +94,10 @@ pub(crate) use os::{
 pub(crate) use os::listen_note;
 
 #[cfg(unix)]
-pub(crate) use unix::{check_open_socket, lock_exclusive, set_cloexec, set_unix_mode_before_bind};
+pub(crate) use unix::{
+    check_open_socket, claim_inherited, inherited_claimed, lock_exclusive, set_cloexec,
+    set_unix_mode_before_bind, with_open_socket,
+};
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use os::{finish_unix_mode, is_bound_file, unix_file_in_use};
@@ -122,7 +125,9 @@ pub(crate) fn finish_unix_mode(
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use os::{own_pidfd_id, pidfd, proc, sock_diag};
+pub(crate) use os::{netns, own_pidfd_id, pidfd, proc, sock_diag};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use os::{seccomp, supervise};
 
 /// No pidfds here: `LISTEN_PIDFDID` cannot be checked, and `LISTEN_PID` alone decides.
 #[cfg(all(unix, not(any(target_os = "linux", target_os = "android"))))]

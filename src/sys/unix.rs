@@ -200,6 +200,45 @@ pub(crate) fn set_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `f` on descriptor `fd`, borrowed, once it is found to be an open socket (else `EBADF`
+/// or `ENOTSOCK`). `f` may read and configure the socket; nothing here closes it.
+pub(crate) fn with_open_socket<T>(
+    fd: std::os::fd::RawFd,
+    f: impl FnOnce(std::os::fd::BorrowedFd<'_>) -> io::Result<T>,
+) -> io::Result<T> {
+    check_open_socket(fd)?;
+    // SAFETY: `fd` was just found open, and the borrow ends when `f` returns.
+    f(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
+}
+
+/// Set once this process has taken the descriptors socket activation handed it.
+static INHERITED_CLAIMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether [`claim_inherited`] has taken them already.
+pub(crate) fn inherited_claimed() -> bool {
+    INHERITED_CLAIMED.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Takes ownership of the descriptors socket activation handed this process (`LISTEN_FDS`
+/// from fd 3): once per process; a second call, or one racing the first, gets `None`. The
+/// caller has checked that the protocol's variables name this process.
+pub(crate) fn claim_inherited(fds: &[std::os::fd::RawFd]) -> Option<Vec<std::os::fd::OwnedFd>> {
+    use std::sync::atomic::Ordering;
+    INHERITED_CLAIMED
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .ok()?;
+    Some(
+        fds.iter()
+            .map(|&fd| {
+                // SAFETY: the activation protocol hands `fd` to this process, and the flag
+                // above makes this the one place in the process that takes it (the docs of
+                // `inherited` ask that no other code adopts it).
+                unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
+            })
+            .collect(),
+    )
+}
+
 /// Fails with `EBADF` if `fd` is not open, `ENOTSOCK` if it is not a socket.
 pub(crate) fn check_open_socket(fd: std::os::fd::RawFd) -> io::Result<()> {
     // SAFETY: `stat` is plain old data; all zeroes is a valid value.

@@ -4,6 +4,8 @@
 //! the crate), private network namespaces, and clients that fill an accept queue.
 #![allow(dead_code)] // each test file uses a part
 
+pub mod namespaces;
+
 use std::io;
 use std::mem;
 use std::net::SocketAddr;

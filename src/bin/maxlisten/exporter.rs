@@ -34,14 +34,15 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{watch, Semaphore};
 
 use http_body_util::{Either, Full};
-use maxlisten::survey::{self, ListenerInfo, Survey};
+use maxlisten::survey::{ListenerInfo, Survey};
 
-use crate::filters::Filters;
+use crate::filters::{Filters, Scope};
 use crate::render;
 
 pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten exporter\n  \
     maxlisten exporter --listen 127.0.0.1:19974\n  \
+    maxlisten exporter --all-namespaces\n  \
     maxlisten exporter --proto tcp\n  \
     curl -s http://127.0.0.1:19974/metrics\n\n\
     The default port, 19974, is outside Prometheus's allocated exporter range (9100-9999, which is\n\
@@ -56,6 +57,8 @@ pub(crate) struct Args {
     /// The address to serve /metrics on.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: String,
+    #[command(flatten)]
+    scope: Scope,
     /// Only listeners whose backlog is below the system limit.
     #[arg(long)]
     below_limit: bool,
@@ -66,8 +69,9 @@ pub(crate) struct Args {
 /// Serves until SIGTERM or SIGINT (status 0); a failure to start is status 1 with the reason.
 pub(crate) fn run(args: Args) -> ExitCode {
     let selector = args.filters.selector().below_limit(args.below_limit);
+    let scope = args.scope;
     let collect = move || {
-        let found = survey::survey().map_err(|e| e.to_string())?;
+        let found = scope.survey().map_err(|e| render::chain(&e))?;
         let shown: Vec<usize> = (0..found.listeners.len())
             .filter(|&i| selector.matches(&found.listeners[i]))
             .collect();

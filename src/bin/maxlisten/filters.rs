@@ -1,9 +1,36 @@
-//! The flags that choose listeners, shared by `survey` and `raise`: one place for each flag.
+//! The flags that choose listeners and namespaces, shared by `survey` and `raise`: one place
+//! for each flag.
 
 use std::path::PathBuf;
 
+use maxlisten::netns::Netns;
 use maxlisten::select::Selector;
-use maxlisten::survey::Proto;
+use maxlisten::survey::{self, Proto, Survey};
+
+/// Which network namespaces to survey: the caller's (no flag), one, or all.
+#[derive(clap::Args, Debug, Default)]
+pub(crate) struct Scope {
+    /// Every network namespace on the host: every process's and thread's, and those kept under
+    /// /run/netns (needs CAP_SYS_ADMIN and CAP_SYS_PTRACE: root, with the host's PID namespace).
+    #[arg(long, conflicts_with = "netns")]
+    all_namespaces: bool,
+    /// One network namespace: a pid (that process's), a path (/proc/PID/ns/net,
+    /// /run/netns/NAME, any nsfs file) or an `ip netns` name (needs CAP_SYS_ADMIN unless it is
+    /// this process's own).
+    #[arg(long, value_name = "NS")]
+    netns: Option<String>,
+}
+
+impl Scope {
+    /// The survey these flags ask for.
+    pub(crate) fn survey(&self) -> Result<Survey, maxlisten::Error> {
+        match (&self.netns, self.all_namespaces) {
+            (Some(ns), _) => survey::survey_netns(&Netns::parse(ns)?),
+            (None, true) => survey::survey_all(),
+            (None, false) => survey::survey(),
+        }
+    }
+}
 
 #[derive(clap::Args, Debug, Default)]
 pub(crate) struct Filters {
@@ -22,6 +49,10 @@ pub(crate) struct Filters {
     /// Only TCP or only Unix listeners.
     #[arg(long, value_parser = ["tcp", "unix"])]
     proto: Option<String>,
+    /// Listeners bound to this network device (SO_BINDTODEVICE, or an IPv6 link-local
+    /// address's scope), by its name in the listener's namespace.
+    #[arg(long, value_name = "NAME")]
+    device: Option<String>,
 }
 
 impl Filters {
@@ -39,6 +70,9 @@ impl Filters {
         }
         if let Some(path) = &self.path {
             selector = selector.path(path);
+        }
+        if let Some(device) = &self.device {
+            selector = selector.device(device);
         }
         match self.proto.as_deref() {
             Some("tcp") => selector.proto(Proto::Tcp),
@@ -88,6 +122,10 @@ mod tests {
             selector(&["--proto", "tcp"]),
             Selector::new().proto(Proto::Tcp)
         );
+        assert_eq!(
+            selector(&["--device", "eth0"]),
+            Selector::new().device("eth0")
+        );
         // --fd alone, an unknown protocol, a port out of range: usage errors.
         for bad in [
             &["--fd", "3"][..],
@@ -97,5 +135,27 @@ mod tests {
             let args = std::iter::once("t").chain(bad.iter().copied());
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
+    }
+
+    #[derive(Parser)]
+    struct ScopeCli {
+        #[command(flatten)]
+        scope: Scope,
+    }
+
+    #[test]
+    fn one_namespace_or_all_not_both() {
+        let parse = |args: &[&str]| {
+            ScopeCli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+                .map(|c| (c.scope.netns, c.scope.all_namespaces))
+        };
+        assert_eq!(parse(&[]).unwrap(), (None, false));
+        assert_eq!(parse(&["--all-namespaces"]).unwrap(), (None, true));
+        assert_eq!(
+            parse(&["--netns", "blue"]).unwrap(),
+            (Some("blue".into()), false)
+        );
+        assert!(parse(&["--all-namespaces", "--netns", "blue"]).is_err());
+        assert!(parse(&["--netns"]).is_err());
     }
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod exec;
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod exporter;
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -31,12 +32,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// List every listening TCP and Unix socket of this network namespace, with its backlog,
-    /// queue, drops and owner, and flag those below the system limit (Linux).
+    /// List every listening TCP and Unix socket of this network namespace (or of one other, or
+    /// of every one: --netns, --all-namespaces), with its backlog, queue, drops and owner, and
+    /// flag those below their namespace's limit (Linux).
     #[command(after_help = survey::EXAMPLES)]
     Survey(survey::Args),
-    /// Re-listen the selected listeners in their own processes, to the system limit unless
-    /// --backlog says otherwise; they keep serving (Linux 5.6+, needs ptrace permission).
+    /// Re-listen the selected listeners in their own processes, each to its namespace's limit
+    /// unless --backlog says otherwise, never lower unless --allow-lower; they keep serving
+    /// (Linux 5.6+, needs ptrace permission).
     #[command(after_help = raise::EXAMPLES)]
     Raise(raise::Args),
     /// Diagnose the backlog limits of this machine: the limit, the kernel's counters, what
@@ -44,6 +47,10 @@ enum Command {
     /// below the limit.
     #[command(after_help = report::EXAMPLES)]
     Report(report::Args),
+    /// Run CMD so that every listen() it and its descendants make gets the largest backlog the
+    /// network namespace allows, from the first call (Linux 5.6+, seccomp user notification).
+    #[command(after_help = exec::EXAMPLES)]
+    Exec(exec::Args),
     /// Serve the survey to Prometheus: GET /metrics, collected at each scrape (Linux).
     #[command(after_help = exporter::EXAMPLES)]
     Exporter(exporter::Args),
@@ -54,6 +61,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Survey(args) => survey::run(args),
         Command::Raise(args) => raise::run(args),
+        Command::Exec(args) => exec::run(args),
         Command::Exporter(args) => exporter::run(args),
     }
 }

@@ -1,30 +1,41 @@
-//! `maxlisten survey`: list the listeners, as a table, JSON or Prometheus text.
+//! `maxlisten survey`: list the listeners of one or every network namespace, as a table, JSON or
+//! Prometheus text (to stdout, or written atomically to a file).
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use maxlisten::survey::{self, ListenerInfo, Survey};
+use maxlisten::survey::{ListenerInfo, Survey};
 
-use crate::filters::Filters;
+use crate::filters::{Filters, Scope};
 use crate::render;
 
 pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten survey\n  \
     maxlisten survey --below-limit\n  \
-    maxlisten survey --port 8080\n  \
+    maxlisten survey --all-namespaces\n  \
+    maxlisten survey --netns blue --port 8080\n  \
     maxlisten survey --proto unix --json\n  \
-    maxlisten survey --json | jq '.[] | select(.below_limit)'\n  \
-    maxlisten survey --prometheus > /var/lib/node_exporter/textfile/maxlisten.prom\n\n\
-    Run as root to see the owners of every process's sockets.";
+    maxlisten survey --all-namespaces --json | jq '.listeners[] | select(.below_limit)'\n  \
+    maxlisten survey --all-namespaces --prometheus --output /var/lib/node_exporter/textfile/maxlisten.prom\n\n\
+    Run as root to see the owners of every process's sockets, and (with --all-namespaces or\n\
+    --netns) to enter other network namespaces.";
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Print a JSON array of objects.
+    #[command(flatten)]
+    scope: Scope,
+    /// Print one JSON object: namespaces, listeners, unreadable counts (schema in the README).
     #[arg(long, conflicts_with = "prometheus")]
     json: bool,
     /// Print the Prometheus text format (node_exporter's textfile collector reads it).
     #[arg(long)]
     prometheus: bool,
-    /// Only listeners whose backlog is below the system limit.
+    /// With --prometheus: write to FILE instead, atomically (a temporary file in the same
+    /// directory, renamed over FILE); a failed run leaves FILE as it was.
+    #[arg(long, value_name = "FILE", requires = "prometheus")]
+    output: Option<PathBuf>,
+    /// Only listeners whose backlog is below their namespace's limit.
     #[arg(long)]
     below_limit: bool,
     #[command(flatten)]
@@ -32,10 +43,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> ExitCode {
-    let found = match survey::survey() {
+    let found = match args.scope.survey() {
         Ok(found) => found,
         Err(err) => {
-            eprintln!("maxlisten survey: {err}");
+            eprintln!("maxlisten survey: {}", render::chain(&err));
             return ExitCode::FAILURE;
         }
     };
@@ -45,24 +56,70 @@ pub(crate) fn run(args: Args) -> ExitCode {
         .iter()
         .filter(|l| selector.matches(l))
         .collect();
-    if args.json {
-        print!("{}", render::json::listeners(&shown));
+    let text = if args.json {
+        render::json::survey(&found, &shown)
     } else if args.prometheus {
-        print!("{}", render::prometheus::survey(&found, &shown));
+        render::prometheus::survey(&found, &shown)
     } else {
-        print!("{}", render::table::survey(&found, &shown));
+        render::table::survey(&found, &shown)
+    };
+    let written = match &args.output {
+        Some(path) => write_atomically(path, &text),
+        None => std::io::stdout().write_all(text.as_bytes()),
+    };
+    if let Err(err) = written {
+        let to = args
+            .output
+            .as_ref()
+            .map_or("stdout".to_string(), |p| p.display().to_string());
+        eprintln!("maxlisten survey: write {to}: {err}");
+        return ExitCode::FAILURE;
     }
     note_unreadable(&found);
     ExitCode::SUCCESS
 }
 
-/// A line on stderr when some processes could not be read.
+/// Writes `text` to a temporary file beside `path`, flushes it to disk, and renames it over
+/// `path`: a reader (node_exporter) sees the old file or the new one, never a part. On failure
+/// the temporary file is removed and `path` is untouched.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?;
+    let temp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Lines on stderr when some processes or namespaces could not be read.
 pub(crate) fn note_unreadable(found: &Survey) {
     if found.unreadable_processes > 0 {
         eprintln!(
             "note: the descriptors of {} processes could not be read; their listeners are \
              shown without owners (run as root to see them)",
             found.unreadable_processes
+        );
+    }
+    if found.unreadable_namespaces > 0 {
+        eprintln!(
+            "note: {} network namespaces could not be read; their listeners are missing",
+            found.unreadable_namespaces
         );
     }
 }

@@ -1,9 +1,9 @@
 //! `maxlisten raise --watch SECONDS`: `raise` again and again, so that a listener opened after a
 //! deploy, a reload or a raised limit reaches the limit within one period.
 //!
-//! Each pass is `raise`'s own work ([`crate::raise::attempts`]) on a fresh survey, run on
-//! tokio's blocking pool (one thread) while the runtime thread waits for the period or a
-//! signal. What it says goes to stderr, one line per event, `key=value` where a machine may want
+//! Each pass is a fresh survey of the namespaces `--all-namespaces`/`--netns` name and `raise`'s
+//! own re-listen ([`crate::raise::raise_one`]) of each listener chosen, run on tokio's blocking
+//! pool (one thread) while the runtime thread waits for the period or a signal. What it says goes to stderr, one line per event, `key=value` where a machine may want
 //! to pick it out (journald and `kubectl logs` keep lines whole):
 //!
 //! ```text
@@ -22,14 +22,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maxlisten::select::Selector;
-use maxlisten::survey::{self, ListenerInfo};
+use maxlisten::survey::ListenerInfo;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::MissedTickBehavior;
 
-use crate::raise::{attempts, Attempt};
+use crate::filters::Scope;
+use crate::raise::raise_one;
+use crate::render::chain;
+use crate::render::table::{cell, owner};
 
 /// Runs passes every `seconds` until SIGTERM or SIGINT (status 0).
-pub(crate) fn run(selector: Selector, backlog: Option<u32>, seconds: u64) -> ExitCode {
+pub(crate) fn run(
+    scope: Scope,
+    selector: Selector,
+    backlog: Option<u32>,
+    seconds: u64,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .enable_io()
@@ -42,10 +50,20 @@ pub(crate) fn run(selector: Selector, backlog: Option<u32>, seconds: u64) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(watch(selector, backlog, Duration::from_secs(seconds)))
+    runtime.block_on(watch(
+        scope,
+        selector,
+        backlog,
+        Duration::from_secs(seconds),
+    ))
 }
 
-async fn watch(selector: Selector, backlog: Option<u32>, period: Duration) -> ExitCode {
+async fn watch(
+    scope: Scope,
+    selector: Selector,
+    backlog: Option<u32>,
+    period: Duration,
+) -> ExitCode {
     let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -61,7 +79,7 @@ async fn watch(selector: Selector, backlog: Option<u32>, period: Duration) -> Ex
         "maxlisten raise --watch: a pass every {}s (SIGHUP: one now; SIGTERM or SIGINT: stop)",
         period.as_secs()
     );
-    let selector = Arc::new(selector);
+    let chosen = Arc::new((scope, selector));
     let mut said = Said::default();
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -72,11 +90,11 @@ async fn watch(selector: Selector, backlog: Option<u32>, period: Duration) -> Ex
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
-        let chosen = Arc::clone(&selector);
+        let chosen = Arc::clone(&chosen);
         let mut memory = std::mem::take(&mut said);
-        // The pass blocks (sock_diag, /proc, pidfd_getfd): not on the runtime thread.
+        // The pass blocks (setns, sock_diag, /proc, pidfd_getfd): not on the runtime thread.
         match tokio::task::spawn_blocking(move || {
-            pass(&chosen, backlog, &mut memory);
+            pass(&chosen.0, &chosen.1, backlog, &mut memory);
             memory
         })
         .await
@@ -99,8 +117,8 @@ struct Said {
 }
 
 /// One pass: survey, choose, raise; say what changed and what newly failed.
-fn pass(selector: &Selector, backlog: Option<u32>, said: &mut Said) {
-    let found = match survey::survey() {
+fn pass(scope: &Scope, selector: &Selector, backlog: Option<u32>, said: &mut Said) {
+    let found = match scope.survey() {
         Ok(found) => {
             if !said.survey.is_empty() {
                 eprintln!("maxlisten raise --watch: the survey works again");
@@ -109,7 +127,7 @@ fn pass(selector: &Selector, backlog: Option<u32>, said: &mut Said) {
             found
         }
         Err(err) => {
-            let err = err.to_string();
+            let err = chain(&err);
             if said.survey != err {
                 eprintln!("maxlisten raise --watch: survey failed: {err}");
                 said.survey = err;
@@ -118,32 +136,35 @@ fn pass(selector: &Selector, backlog: Option<u32>, said: &mut Said) {
         }
     };
     let request = backlog.unwrap_or(u32::MAX);
-    // Never lower: only listeners below their limit, and below the backlog asked for.
+    // Never lower: only listeners that the request, capped at their own namespace's limit,
+    // takes higher.
     let chosen: Vec<&ListenerInfo> = found
         .listeners
         .iter()
-        .filter(|l| selector.matches(l) && l.below_limit && l.backlog < request)
+        .filter(|l| {
+            let expected = l.limit.map_or(request, |limit| request.min(limit));
+            selector.matches(l) && expected > l.backlog
+        })
         .collect();
     let mut failing = HashSet::new();
-    for Attempt {
-        listener: l,
-        who,
-        result,
-    } in attempts(&found, chosen, selector, request, false)
-    {
-        let who = who.map_or(String::new(), |w| format!(" ({w})"));
-        let what = format!("{} {}{who} netns={}", l.proto, l.local, l.netns);
-        match result {
-            Ok(after) => {
-                let after = after.unwrap_or_default();
-                if after == l.backlog.to_string() {
-                    // relisten worked but the kernel kept the backlog: a failure to report once.
-                    let why = format!("the kernel kept backlog {after}");
-                    say_failure(said, &mut failing, l.inode, &what, l.backlog, why);
-                } else {
-                    eprintln!("raised {what} backlog {} -> {after}", l.backlog);
-                }
+    for l in chosen {
+        let who = l
+            .processes
+            .first()
+            .map_or(String::new(), |o| format!(" ({})", owner(o)));
+        let what = format!(
+            "{} {}{who} netns={}",
+            l.proto,
+            cell(&l.local_name()),
+            l.netns
+        );
+        match raise_one(l, request) {
+            Ok(after) if after == l.backlog.to_string() => {
+                // listen worked but the kernel kept the backlog: a failure to say once.
+                let why = format!("the kernel kept backlog {after}");
+                say_failure(said, &mut failing, l.inode, &what, l.backlog, why);
             }
+            Ok(after) => eprintln!("raised {what} backlog {} -> {after}", l.backlog),
             Err(why) => say_failure(said, &mut failing, l.inode, &what, l.backlog, why),
         }
     }

@@ -9,7 +9,10 @@
 //! - A Unix listener has neither: its backlog and queue come from `sock_diag` (see
 //!   `sock_diag.rs`), asked by the socket's inode.
 //! - `pidfd.rs`: another process's descriptors (`pidfd_open`, `pidfd_getfd`); `proc.rs`: what
-//!   `/proc` says about processes (their socket descriptors, command names).
+//!   `/proc` says about processes (their socket descriptors, command names, threads, cgroups);
+//!   `netns.rs`: network namespace files, and `setns` in a thread made for it.
+//! - `seccomp.rs`: the filter that hands `listen` to a supervisor, and its notifications;
+//!   `supervise.rs`: the supervisor's calls about itself (subreaper, signals, children).
 
 use std::io;
 use std::mem;
@@ -19,9 +22,12 @@ use std::sync::OnceLock;
 use libc::c_int;
 use socket2::Socket;
 
+pub(crate) mod netns;
 pub(crate) mod pidfd;
 pub(crate) mod proc;
+pub(crate) mod seccomp;
 pub(crate) mod sock_diag;
+pub(crate) mod supervise;
 
 use super::unix::{check_listening, inode, setsockopt_int};
 pub(crate) use super::unix::{is_listening, set_reuse_port};

@@ -1,4 +1,5 @@
-//! Another process's descriptors: `pidfd_open(2)` (Linux 5.3) and `pidfd_getfd(2)` (Linux 5.6).
+//! Another process's descriptors: `pidfd_open(2)` (Linux 5.3) and `pidfd_getfd(2)` (Linux 5.6);
+//! `PIDFD_THREAD` (Linux 6.9) for one thread, whose descriptor table may be its own.
 //!
 //! `getfd` needs `PTRACE_MODE_ATTACH_REALCREDS` over the target: `CAP_SYS_PTRACE`, or the same
 //! user where `kernel.yama.ptrace_scope` allows it. Errors are the kernel's: `EPERM` (no
@@ -13,6 +14,17 @@ pub(crate) fn open(pid: u32) -> io::Result<OwnedFd> {
     let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
     // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    owned(fd)
+}
+
+/// A pidfd for thread `tid` itself (`PIDFD_THREAD`, Linux 6.9): `getfd` on it reads that
+/// thread's descriptor table, which differs from its group leader's after
+/// `unshare(CLONE_FILES)`. `EINVAL` on older kernels, which open only thread-group leaders.
+pub(crate) fn open_thread(tid: u32) -> io::Result<OwnedFd> {
+    let tid = libc::pid_t::try_from(tid).map_err(|_| io::Error::from_raw_os_error(libc::ESRCH))?;
+    // PIDFD_THREAD is O_EXCL (include/uapi/linux/pidfd.h).
+    // SAFETY: pidfd_open takes a pid and flags; it returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, libc::O_EXCL) };
     owned(fd)
 }
 

@@ -1,12 +1,14 @@
 //! What `/proc` says: which descriptors of a process are sockets (and their inodes), its command
-//! name; and the calling thread's network namespace and its TCP counters. Plain facts; the
-//! survey and the report build their types from them.
+//! name, its threads and the network namespace of each, its cgroup, fields of its `status`, how
+//! `/proc` is mounted; and the calling thread's network namespace and its TCP counters. Plain
+//! facts; the survey, the namespaces and the report build their types from them.
 //!
 //! `/proc` is the one this process sees: its PID namespace's, as mounted.
 
 use std::fs;
 use std::io;
 use std::os::fd::RawFd;
+use std::path::PathBuf;
 
 /// Every process id in `/proc`.
 pub(crate) fn pids() -> io::Result<Vec<u32>> {
@@ -67,18 +69,109 @@ pub(crate) fn command(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// The thread ids of `pid` (`/proc/PID/task`); `Err` with `NotFound` once the process is gone.
+pub(crate) fn tasks(pid: u32) -> io::Result<Vec<u32>> {
+    Ok(fs::read_dir(format!("/proc/{pid}/task"))?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// The path of the network namespace link of thread `tid` of process `pid`.
+pub(crate) fn task_netns_path(pid: u32, tid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}/task/{tid}/ns/net"))
+}
+
+/// The inode of the network namespace of thread `tid` of `pid`, from its `net:[INODE]` link.
+/// Reading it needs ptrace read access, as opening it does (`EACCES` otherwise); `NotFound`
+/// once the thread is gone.
+pub(crate) fn task_netns_inode(pid: u32, tid: u32) -> io::Result<u64> {
+    let target = fs::read_link(task_netns_path(pid, tid))?;
+    target
+        .to_str()
+        .and_then(|t| t.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not a net:[INODE] link"))
+}
+
+/// What descriptor `fd` of `pid` is (`/proc/PID/fd/FD`: `socket:[INODE]`, a path, ...).
+pub(crate) fn fd_target(pid: u32, fd: RawFd) -> io::Result<PathBuf> {
+    fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+}
+
+/// Whether `/proc/PID` exists (the process is alive, or a zombie).
+pub(crate) fn exists(pid: u32) -> bool {
+    fs::symlink_metadata(format!("/proc/{pid}")).is_ok()
+}
+
+/// The text of `/proc/PID/cgroup` (`0::/PATH` on cgroup v2; one line per hierarchy on v1).
+pub(crate) fn cgroup(pid: u32) -> io::Result<String> {
+    fs::read_to_string(format!("/proc/{pid}/cgroup"))
+}
+
+/// One field of `/proc/PID/status` (`Tgid`, `NSpid`, `CapEff`, ...), its value trimmed.
+pub(crate) fn status_field(pid: u32, field: &str) -> io::Result<Option<String>> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    Ok(find_field(&status, field))
+}
+
+fn find_field(status: &str, field: &str) -> Option<String> {
+    status.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        (name == field).then(|| value.trim().to_owned())
+    })
+}
+
+/// The effective capability set of this process (`CapEff` of `/proc/self/status`), as bits
+/// numbered like `CAP_SYS_ADMIN` (21) and `CAP_SYS_PTRACE` (19).
+pub(crate) fn own_capabilities() -> io::Result<u64> {
+    let value = status_field(std::process::id(), "CapEff")?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no CapEff in status"))?;
+    u64::from_str_radix(&value, 16).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The inode of this process's PID namespace (`/proc/self/ns/pid` reads `pid:[INODE]`). The
+/// initial PID namespace's is `PROC_PID_INIT_INO` (0xEFFFFFFC) on every kernel since 3.8.
+pub(crate) fn own_pid_namespace() -> Option<u64> {
+    let link = fs::read_link("/proc/self/ns/pid").ok()?;
+    link.to_str()?
+        .strip_prefix("pid:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// `PROC_PID_INIT_INO`: the inode of the initial PID namespace.
+pub(crate) const INITIAL_PID_NAMESPACE: u64 = 0xEFFF_FFFC;
+
+/// The `hidepid=` option of the `/proc` this process sees (`/proc/self/mountinfo`), if any:
+/// `"invisible"`, `"noaccess"`, `"ptraceable"`, or `"1"`/`"2"` on older kernels.
+pub(crate) fn proc_hidepid() -> Option<String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    hidepid_of(&mountinfo)
+}
+
+fn hidepid_of(mountinfo: &str) -> Option<String> {
+    // The last proc mount on /proc is the one on top, the one paths resolve to.
+    let top = mountinfo.lines().rev().find(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let dash = fields.iter().position(|f| *f == "-");
+        fields.get(4) == Some(&"/proc") && dash.is_some_and(|d| fields.get(d + 1) == Some(&"proc"))
+    })?;
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+    let fields: Vec<&str> = top.split_whitespace().collect();
+    let dash = fields.iter().position(|f| *f == "-")?;
+    fields.get(dash + 3)?.split(',').find_map(|option| {
+        let value = option.strip_prefix("hidepid=")?;
+        (value != "0" && value != "off").then(|| value.to_owned())
+    })
+}
+
 /// The network namespace of the calling thread, as `readlink /proc/thread-self/ns/net` shows
 /// it (`net:[4026531840]`).
 #[cfg_attr(not(feature = "report"), allow(dead_code))]
 pub(crate) fn thread_netns() -> Option<String> {
     let link = fs::read_link("/proc/thread-self/ns/net").ok()?;
     Some(link.to_string_lossy().into_owned())
-}
-
-/// The inode of the calling thread's network namespace (what [`thread_netns`] shows in
-/// brackets).
-pub(crate) fn thread_netns_inode() -> Option<u64> {
-    std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/thread-self/ns/net").ok()?).into()
 }
 
 /// The kernel's counters and settings that bear on accept queues, of the calling thread's
@@ -108,6 +201,29 @@ pub(crate) fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
     values.split_whitespace().nth(index)?.parse().ok()
 }
 
+/// The working directory of thread `tid` (`/proc/TID/cwd`).
+pub(crate) fn cwd(tid: u32) -> io::Result<PathBuf> {
+    fs::read_link(format!("/proc/{tid}/cwd"))
+}
+
+/// The children of this process, of all its threads (`/proc/self/task/TID/children`, which
+/// needs `CONFIG_PROC_CHILDREN`; empty where it is missing).
+pub(crate) fn own_children() -> Vec<u32> {
+    let Ok(tasks) = fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,7 +239,8 @@ mod tests {
         assert_eq!(tcp_ext("", "ListenDrops"), None);
         let own = kernel_counters();
         assert!(own.listen_drops.is_some() && own.listen_overflows.is_some());
-        let inode = thread_netns_inode().unwrap();
+        let inode =
+            std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/thread-self/ns/net").unwrap());
         assert_eq!(thread_netns(), Some(format!("net:[{inode}]")));
     }
 
@@ -145,5 +262,66 @@ mod tests {
         assert!(found.iter().any(|(f, _)| *f == fd), "{found:?}");
         assert!(pids().unwrap().contains(&std::process::id()));
         assert!(!command(std::process::id()).is_empty());
+    }
+
+    #[test]
+    fn own_threads_and_their_namespace() {
+        let me = std::process::id();
+        let tasks = tasks(me).unwrap();
+        assert!(tasks.contains(&me), "{tasks:?}");
+        let link = fs::read_link("/proc/self/ns/net").unwrap();
+        let inode = task_netns_inode(me, me).unwrap();
+        assert_eq!(link.to_str().unwrap(), format!("net:[{inode}]"));
+        assert_eq!(status_field(me, "Tgid").unwrap(), Some(me.to_string()));
+        assert!(!cgroup(me).unwrap().is_empty());
+        own_capabilities().unwrap();
+        assert!(own_pid_namespace().is_some());
+    }
+
+    #[test]
+    fn a_thread_belongs_to_this_process() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tx.send(unsafe { libc::syscall(libc::SYS_gettid) } as u32)
+                .unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().unwrap();
+        assert_ne!(tid, std::process::id());
+        let tgid = status_field(tid, "Tgid").unwrap();
+        assert_eq!(tgid, Some(std::process::id().to_string()));
+        assert!(cwd(tid).unwrap().is_absolute());
+        drop(done_tx);
+        thread.join().unwrap();
+    }
+
+    #[test]
+    fn status_fields_parse() {
+        let status = "Name:\tnginx\nTgid:\t812\nNSpid:\t812\t1\nCapEff:\t000001ffffffffff\n";
+        assert_eq!(find_field(status, "Tgid").as_deref(), Some("812"));
+        assert_eq!(find_field(status, "NSpid").as_deref(), Some("812\t1"));
+        assert_eq!(find_field(status, "Pid"), None);
+    }
+
+    #[test]
+    fn hidepid_is_read_from_mountinfo() {
+        let plain = "22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw\n";
+        assert_eq!(hidepid_of(plain), None);
+        let hidden = "22 1 0:21 / /proc rw,relatime shared:12 - proc proc rw,hidepid=invisible\n\
+                      23 1 0:22 / /sys rw - sysfs sysfs rw\n";
+        assert_eq!(hidepid_of(hidden).as_deref(), Some("invisible"));
+        let old = "22 1 0:21 / /proc rw - proc proc rw,hidepid=2,gid=4\n";
+        assert_eq!(hidepid_of(old).as_deref(), Some("2"));
+        let elsewhere = "30 1 0:40 / /mnt/proc rw - proc proc rw,hidepid=2\n";
+        assert_eq!(hidepid_of(elsewhere), None);
+        // Stacked: the mount on top decides.
+        let stacked = "46 44 0:21 / /proc rw - proc proc rw\n\
+                       65 46 0:39 / /proc rw - proc proc rw,hidepid=invisible\n";
+        assert_eq!(hidepid_of(stacked).as_deref(), Some("invisible"));
+        let covered = "46 44 0:21 / /proc rw - proc proc rw,hidepid=2\n\
+                       65 46 0:39 / /proc rw - proc proc rw\n";
+        assert_eq!(hidepid_of(covered), None);
     }
 }

@@ -10,9 +10,14 @@
 //!
 //! The messages are built and parsed by the rust-netlink crates (`netlink-packet-sock-diag`
 //! carries `UNIX_DIAG_RQLEN` and `INET_DIAG_SKMEMINFO`); nothing here touches raw memory.
+//!
+//! Each answer also carries the socket's cookie (`SO_COOKIE`, what tells a socket from a later
+//! one with the same inode or descriptor number) and, for TCP, the bound device's index
+//! (`idiag_if`: the IPv6 scope id of a link-local address, or `SO_BINDTODEVICE`).
 
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NlasIterator, Parseable, NLM_F_DUMP,
@@ -46,6 +51,10 @@ pub(crate) struct DiagListener {
     /// Handshakes dropped on the listener, for any reason (`sk_drops`: its own `ListenDrops`);
     /// TCP only, `None` before Linux 4.12.
     pub(crate) drops: Option<u32>,
+    /// The socket's cookie (`SO_COOKIE`): unique for the kernel's uptime.
+    pub(crate) cookie: u64,
+    /// The index of the device it is bound to (`idiag_if`; 0 for none, and for Unix).
+    pub(crate) interface: u32,
 }
 
 /// `SOCK_DIAG_BY_FAMILY`: the message type of every `sock_diag` answer.
@@ -286,6 +295,8 @@ pub(crate) fn unix_listeners() -> io::Result<Vec<DiagListener>> {
             queued,
             backlog,
             drops: None,
+            cookie: cookie(r.header.cookie),
+            interface: 0,
         });
     }
     Ok(found)
@@ -324,14 +335,57 @@ fn parse_inet(payload: &[u8]) -> io::Result<Option<DiagListener>> {
         .filter_map(Result::ok)
         .find(|nla| nla.kind() == INET_DIAG_SKMEMINFO)
         .and_then(|nla| skmeminfo_drops(nla.value()));
-    let ip: IpAddr = header.socket_id.source_address;
+    let id = header.socket_id;
+    let ip: IpAddr = id.source_address;
+    let local = match ip {
+        // The scope id of a link-local address is the device the socket is bound to.
+        IpAddr::V6(v6) if is_link_local(&v6) => {
+            SocketAddr::V6(SocketAddrV6::new(v6, id.source_port, 0, id.interface_id))
+        }
+        ip => SocketAddr::new(ip, id.source_port),
+    };
     Ok(Some(DiagListener {
         inode: u64::from(header.inode),
-        local: Address::Inet(SocketAddr::new(ip, header.socket_id.source_port)),
+        local: Address::Inet(local),
         queued: header.recv_queue,
         backlog: header.send_queue,
         drops,
+        cookie: cookie(id.cookie),
+        interface: id.interface_id,
     }))
+}
+
+/// `fe80::/10`, whose addresses need a scope id.
+fn is_link_local(ip: &Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The cookie of a `sock_diag` answer: two native-endian 32-bit halves, low first.
+fn cookie(bytes: [u8; 8]) -> u64 {
+    let low = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let high = u32::from_ne_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    u64::from(low) | (u64::from(high) << 32)
+}
+
+/// `SO_COOKIE` of a socket (Linux 4.11+): the cookie `sock_diag` reports for it.
+pub(crate) fn cookie_of(socket: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut value = 0u64;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live locals; the kernel writes at most `len` bytes to
+    // `value`; `socket` is open for the whole call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_COOKIE,
+            (&mut value as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value)
 }
 
 /// `SK_MEMINFO_DROPS` (index 8) of an `sk_meminfo` array, where the kernel sent it.
@@ -391,6 +445,51 @@ mod tests {
         let new = answer(9);
         assert!(inet::InetResponse::parse(new.as_slice()).is_ok());
         assert_eq!(parse_inet(&new).unwrap().unwrap().drops, Some(5));
+    }
+
+    #[test]
+    fn a_link_local_listener_keeps_its_scope_and_cookie() {
+        let mut id = SocketId::new_v6();
+        id.source_address = "fe80::1".parse().unwrap();
+        id.source_port = 8080;
+        id.interface_id = 3;
+        id.cookie = [7, 0, 0, 0, 1, 0, 0, 0];
+        let header = inet::InetResponseHeader {
+            family: AF_INET6,
+            state: TCP_LISTEN,
+            timer: None,
+            socket_id: id,
+            recv_queue: 2,
+            send_queue: 511,
+            uid: 0,
+            inode: 4242,
+        };
+        let mut bytes = vec![0; netlink_packet_core::Emitable::buffer_len(&header)];
+        netlink_packet_core::Emitable::emit(&header, &mut bytes);
+        assert_eq!(bytes.len(), INET_DIAG_MSG_LEN);
+        let l = parse_inet(&bytes).unwrap().unwrap();
+        assert_eq!(l.local.to_string(), "[fe80::1%3]:8080");
+        assert_eq!(l.interface, 3);
+        assert_eq!(l.cookie, 7 | (1 << 32));
+        assert_eq!(
+            (l.inode, l.queued, l.backlog, l.drops),
+            (4242, 2, 511, None)
+        );
+    }
+
+    #[test]
+    fn cookies_match_so_cookie() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ours = tcp_listeners()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.local.as_socket_addr().map(|a| a.port()) == Some(port))
+            .unwrap();
+        let value = cookie_of(std::os::fd::AsFd::as_fd(&listener)).unwrap();
+        assert_eq!(ours.cookie, value);
+        assert_eq!(ours.interface, 0);
+        assert!(ours.drops.is_some());
     }
 
     #[test]

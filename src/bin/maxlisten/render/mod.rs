@@ -4,6 +4,37 @@ pub(crate) mod json;
 pub(crate) mod prometheus;
 pub(crate) mod table;
 
+/// An error and its causes, each once: `what failed: why: the OS error`. A cause whose text the
+/// message already holds is not repeated.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod chain_tests {
+    #[test]
+    fn each_cause_once() {
+        let err = maxlisten::netns::Netns::named("surely-not-a-netns").unwrap_err();
+        let text = super::chain(&err);
+        assert!(
+            text.starts_with("network namespace /run/netns/surely-not-a-netns: open"),
+            "{text}"
+        );
+        let os = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+        assert_eq!(text.matches(&os).count(), 1, "{text}");
+    }
+}
+
 /// Test data from the real kernel: this process's own listeners (a TCP one, and Unix ones at
 /// paths that need escaping), found by a survey of its own namespace, which needs no
 /// privilege.

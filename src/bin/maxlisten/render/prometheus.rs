@@ -132,9 +132,10 @@ const LISTENER_FAMILIES: [ListenerFamily; 4] = [
     ),
 ];
 
-/// Every family of a survey: per listener (labels `netns`, `proto`, `local`, `command`, and
-/// `inode` where two listeners would otherwise share them all), the namespace's limit, and the
-/// processes that could not be read.
+/// Every family of a survey (the contract in the README): per listener (labels `netns`,
+/// `proto`, `local`, `command`, `container`, `pod`, and `inode` where two listeners would
+/// otherwise share them all); per namespace its limit, its names and its `TcpExt` counters; and
+/// what could not be read.
 pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
     let labels = listener_labels(shown);
     let mut out = String::new();
@@ -150,20 +151,23 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
 }
 
 /// The labels of each of `shown`, escaped and joined once (`netns="…",proto="…",…`), so that
-/// the four per-listener families reuse them; `inode` is added where two listeners would
-/// otherwise share every label (SO_REUSEPORT, or two non-UTF-8 paths that display alike), so
+/// the four per-listener families reuse them. Two listeners can share every label
+/// (SO_REUSEPORT, or two non-UTF-8 paths that display alike): the inode tells those apart, so
 /// that every sample's labels are unique.
 pub(crate) fn listener_labels(shown: &[&ListenerInfo]) -> Vec<String> {
     let mut labels: Vec<String> = shown
         .iter()
         .map(|l| {
-            let command = l.processes.first().map_or("", |o| o.command.as_str());
+            let first = l.processes.first();
+            let container = first.and_then(|o| o.container.as_ref());
             format!(
-                "netns=\"{}\",proto=\"{}\",local=\"{}\",command=\"{}\"",
+                "netns=\"{}\",proto=\"{}\",local=\"{}\",command=\"{}\",container=\"{}\",pod=\"{}\"",
                 l.netns,
                 l.proto,
-                escape_label_value(&l.local.to_string()),
-                escape_label_value(command)
+                escape_label_value(&l.local_name()),
+                escape_label_value(first.map_or("", |o| o.command.as_str())),
+                escape_label_value(container.map_or("", |c| c.short_id())),
+                escape_label_value(container.and_then(|c| c.pod.as_deref()).unwrap_or("")),
             )
         })
         .collect();
@@ -219,39 +223,94 @@ pub(crate) fn render(
         cursor.listener = 0;
         cursor.started = false;
     }
-    if cursor.family > LISTENER_FAMILIES.len() {
-        return false;
+    if cursor.family == LISTENER_FAMILIES.len() {
+        cursor.family += 1;
+        out.push_str(&namespace_families(found));
     }
-    cursor.family += 1;
-    let mut tail = Encoder::new();
-    let netns = shown
-        .first()
-        .map(|l| l.netns)
-        .or_else(|| found.listeners.first().map(|l| l.netns));
-    if let (Some(limit), Some(netns)) = (found.limit, netns) {
-        tail.family(
-            "maxlisten_somaxconn",
-            Kind::Gauge,
-            "net.core.somaxconn of the network namespace: the most any backlog there gets.",
-        );
-        tail.sample(
-            "maxlisten_somaxconn",
-            &[("netns", &netns.to_string())],
-            f64::from(limit),
-        );
+    false
+}
+
+/// The families of the namespaces (limit, names, counters) and of what could not be read.
+fn namespace_families(found: &Survey) -> String {
+    let mut out = Encoder::new();
+    let inodes: Vec<String> = found
+        .namespaces
+        .iter()
+        .map(|ns| ns.netns.to_string())
+        .collect();
+    out.family(
+        "maxlisten_somaxconn",
+        Kind::Gauge,
+        "net.core.somaxconn of the network namespace: the most any backlog there gets.",
+    );
+    for (ns, inode) in found.namespaces.iter().zip(&inodes) {
+        if let Some(limit) = ns.limit {
+            out.sample("maxlisten_somaxconn", &[("netns", inode)], f64::from(limit));
+        }
     }
-    tail.family(
+    out.family(
+        "maxlisten_netns_info",
+        Kind::Gauge,
+        "1 for each network namespace and each of its ip netns names (name \"\" when it has none).",
+    );
+    for (ns, inode) in found.namespaces.iter().zip(&inodes) {
+        let names: Vec<&str> = if ns.names.is_empty() {
+            vec![""]
+        } else {
+            ns.names.iter().map(String::as_str).collect()
+        };
+        for name in names {
+            out.sample(
+                "maxlisten_netns_info",
+                &[("netns", inode), ("name", name)],
+                1.0,
+            );
+        }
+    }
+    type Counter = fn(&maxlisten::netns::ListenCounters) -> u64;
+    let counters: [(&str, &str, Counter); 2] = [
+        (
+            "maxlisten_netns_listen_overflows_total",
+            "TcpExt ListenOverflows of the network namespace: connections dropped because an \
+             accept queue was full.",
+            |c| c.listen_overflows,
+        ),
+        (
+            "maxlisten_netns_listen_drops_total",
+            "TcpExt ListenDrops of the network namespace: SYNs and ACKs dropped on its listeners \
+             for any reason.",
+            |c| c.listen_drops,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.family(name, Kind::Counter, help);
+        for (ns, inode) in found.namespaces.iter().zip(&inodes) {
+            if let Some(c) = &ns.counters {
+                out.sample(name, &[("netns", inode)], value(c) as f64);
+            }
+        }
+    }
+    out.family(
         "maxlisten_unreadable_processes",
         Kind::Gauge,
         "Processes whose descriptors could not be read: their listeners have no owner labels.",
     );
-    tail.sample(
+    out.sample(
         "maxlisten_unreadable_processes",
         &[],
         found.unreadable_processes as f64,
     );
-    out.push_str(&tail.finish());
-    false
+    out.family(
+        "maxlisten_unreadable_namespaces",
+        Kind::Gauge,
+        "Network namespaces that could not be entered or read: their listeners are missing.",
+    );
+    out.sample(
+        "maxlisten_unreadable_namespaces",
+        &[],
+        found.unreadable_namespaces as f64,
+    );
+    out.finish()
 }
 
 #[cfg(test)]
@@ -379,7 +438,35 @@ mod tests {
             .filter(|l| l.starts_with("maxlisten_listener_backlog{"))
             .count();
         assert_eq!(backlogs, mine.len());
-        assert!(families.contains(&"maxlisten_somaxconn".to_string()));
+        for family in [
+            "maxlisten_somaxconn",
+            "maxlisten_netns_info",
+            "maxlisten_netns_listen_overflows_total",
+            "maxlisten_netns_listen_drops_total",
+            "maxlisten_unreadable_processes",
+            "maxlisten_unreadable_namespaces",
+        ] {
+            assert!(families.contains(&family.to_string()), "{family}:\n{text}");
+        }
+        let ns = sample.survey.namespaces[0].netns;
+        assert!(
+            text.contains(&format!("maxlisten_netns_info{{netns=\"{ns}\",name=\"")),
+            "{text}"
+        );
+        // Every listener sample carries the contract's labels, in its order.
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("maxlisten_listener_backlog{"))
+        {
+            let (_, labels, _) = parse_sample(line).unwrap();
+            let names: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(
+                names[..6],
+                ["netns", "proto", "local", "command", "container", "pod"],
+                "{line}"
+            );
+            assert_eq!(labels[0].1, ns.to_string());
+        }
     }
 
     #[test]
@@ -407,10 +494,8 @@ mod tests {
                 }
             }
             assert_eq!(text, whole, "budget {budget}");
-            assert!(
-                budget > whole.len() || pieces > 1,
-                "budget {budget}: one piece"
-            );
+            // The listener families stop at the budget; the namespace families come whole.
+            assert!(budget > 100 || pieces > 1, "budget {budget}: one piece");
         }
     }
 

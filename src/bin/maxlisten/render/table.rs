@@ -1,10 +1,67 @@
 //! The survey as an aligned table for a terminal.
 
-use maxlisten::survey::{ListenerInfo, Owner, Survey};
+use maxlisten::survey::{ListenerInfo, NamespaceInfo, Owner, Survey};
 
-/// `PID/COMMAND fd N`, as every line of the command names a holder.
+/// `PID/COMMAND fd N`, as every line of the command names a holder, with its container where
+/// its cgroup names one (`(docker 3f4e5d6c7b8a)`, `(containerd 0123456789ab, pod UID)`).
 pub(crate) fn owner(o: &Owner) -> String {
-    format!("{}/{} fd {}", o.pid, cell(&o.command), o.fd)
+    let mut text = format!("{}/{} fd {}", o.pid, cell(&o.command), o.fd);
+    if let Some(c) = &o.container {
+        text.push_str(&format!(" ({} {}", c.runtime, c.short_id()));
+        if let Some(pod) = &c.pod {
+            text.push_str(&format!(", pod {pod}"));
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// A namespace as the table names it: its first `ip netns` name, else its inode.
+pub(crate) fn netns_label(netns: u64, found: &Survey) -> String {
+    found
+        .namespace(netns)
+        .and_then(|ns| ns.names.first())
+        .map_or_else(|| netns.to_string(), |name| cell(name))
+}
+
+/// `1 listener`, `2 listeners`.
+pub(crate) fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// A limit, or `unknown`.
+fn limit(limit: Option<u32>) -> String {
+    limit.map_or("unknown".to_string(), |l| l.to_string())
+}
+
+/// One line per namespace: its name(s) and inode, its limit, how many listeners it has.
+fn namespace_line(ns: &NamespaceInfo) -> String {
+    let names = if ns.names.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "{} ",
+            ns.names
+                .iter()
+                .map(|n| cell(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "  {names}{}: limit {}, {}\n",
+        if names.is_empty() {
+            ns.netns.to_string()
+        } else {
+            format!("({})", ns.netns)
+        },
+        limit(ns.limit),
+        count(ns.listeners, "listener")
+    )
 }
 
 /// Text for one cell: control characters (a newline in a socket path, an escape sequence in a
@@ -25,14 +82,17 @@ pub(crate) fn cell(text: &str) -> String {
         .collect()
 }
 
-/// The header line, then one row per shown listener: numbers right-aligned, text
-/// left-aligned, the last column (the holders) unpadded.
+const COLUMNS: usize = 9;
+
+/// The header (the namespaces and their limits), then one row per shown listener: numbers
+/// right-aligned, text left-aligned, the last column (the holders) unpadded.
 pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
-    let limit = found.limit.map_or("unknown".to_string(), |l| l.to_string());
     let mut rows = vec![[
+        "NETNS",
         "PROTO",
         "LOCAL",
         "BACKLOG",
+        "LIMIT",
         "QUEUED",
         "DROPS",
         "BELOW LIMIT",
@@ -46,30 +106,49 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
             l.processes.iter().map(owner).collect::<Vec<_>>().join(", ")
         };
         rows.push([
+            netns_label(l.netns, found),
             l.proto.to_string(),
-            cell(&l.local.to_string()),
+            cell(&l.local_name()),
             l.backlog.to_string(),
+            limit(l.limit),
             l.queued.to_string(),
             l.drops.map_or("-".into(), |d| d.to_string()),
             if l.below_limit { "yes" } else { "no" }.into(),
             owners,
         ]);
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..COLUMNS)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
-    let mut out = format!(
-        "system limit {limit} ({}); {} listeners, {} below the limit\n",
-        maxlisten::system_limit_name(),
-        found.listeners.len(),
-        found.listeners.iter().filter(|l| l.below_limit).count()
-    );
+    let below = found.listeners.iter().filter(|l| l.below_limit).count();
+    let mut out = match found.namespaces.as_slice() {
+        [ns] => format!(
+            "system limit {} ({}) in network namespace {}; {}, {below} below the limit\n",
+            limit(ns.limit),
+            maxlisten::system_limit_name(),
+            netns_label(ns.netns, found),
+            count(found.listeners.len(), "listener"),
+        ),
+        namespaces => {
+            let mut head = format!(
+                "{} network namespaces, each with its own limit ({}); {}, {below} below their \
+                 namespace's limit\n",
+                namespaces.len(),
+                maxlisten::system_limit_name(),
+                count(found.listeners.len(), "listener"),
+            );
+            for ns in namespaces {
+                head.push_str(&namespace_line(ns));
+            }
+            head
+        }
+    };
     for row in rows {
         let mut line = String::new();
         for (i, text) in row.iter().enumerate() {
             match i {
-                6 => line.push_str(text),
-                2..=4 => line.push_str(&format!("{text:>w$}  ", w = widths[i])),
+                8 => line.push_str(text),
+                3..=6 => line.push_str(&format!("{text:>w$}  ", w = widths[i])),
                 _ => line.push_str(&format!("{text:<w$}  ", w = widths[i])),
             }
         }
@@ -106,14 +185,14 @@ mod tests {
         let at = |head: &str| heads.find(head).unwrap();
         for row in &lines[2..] {
             let chars: Vec<char> = row.chars().collect();
-            for head in ["LOCAL", "BELOW LIMIT", "PROCESS"] {
+            for head in ["PROTO", "LOCAL", "BELOW LIMIT", "PROCESS"] {
                 let start = at(head);
                 assert!(
                     chars[start - 1] == ' ' && chars[start] != ' ',
                     "{row:?}: {head}"
                 );
             }
-            for head in ["BACKLOG", "QUEUED", "DROPS"] {
+            for head in ["BACKLOG", "LIMIT", "QUEUED", "DROPS"] {
                 let end = at(head) + head.len();
                 assert!(
                     chars[end - 1] != ' ' && chars[end] == ' ',
@@ -126,5 +205,17 @@ mod tests {
         assert!(text.contains("bad\u{fffd}.sock"), "{text}");
         let me = format!("{}/", std::process::id());
         assert!(lines[2..].iter().all(|l| l.contains(&me)), "{text}");
+        // Each row starts with its namespace and shows that namespace's limit.
+        let ns = &sample.survey.namespaces[0];
+        let label = netns_label(ns.netns, &sample.survey);
+        let limit = ns.limit.unwrap().to_string();
+        for row in &lines[2..] {
+            assert!(row.starts_with(&label), "{row}");
+            assert!(row.split_whitespace().any(|w| w == limit), "{row}");
+        }
+        assert!(
+            lines[0].contains(&format!("network namespace {label}")),
+            "{text}"
+        );
     }
 }

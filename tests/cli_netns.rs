@@ -1,0 +1,568 @@
+//! `maxlisten survey|raise --all-namespaces|--netns` against namespaces made the three ways
+//! containers are (`unshare --net`, `ip netns add`, `unshare --net --pid --fork --mount-proc`),
+//! each with its own limit, real Python and Node servers and a Python Unix listener, their
+//! processes in cgroups named as Docker and containerd under Kubernetes name them.
+//!
+//! `--all-namespaces` covers the whole host, so each test that uses it runs in a sandbox of its
+//! own (new network, PID and mount namespaces, a fresh /proc and an empty /run/netns): there the
+//! whole host is what the test made, and a raise can never reach a listener it did not start.
+//! Needs root: skipped with a message outside CI, a failure with `CI=true`.
+
+#![cfg(all(target_os = "linux", feature = "cli"))]
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::namespaces::{token, unix_answers, Cgroup, Fixture, Kind, Server};
+use common::require_root;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
+const PY: u16 = 8080;
+const NODE: u16 = 8081;
+const DOCKER_ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
+const CRI_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const POD: &str = "6b1f0c52-3a9e-4d7b-8c21-0f9e8d7c6b5a";
+
+/// Set in the test's run inside its sandbox, to the test's name.
+const SANDBOX: &str = "MAXLISTEN_CLI_NETNS_SANDBOX";
+
+/// True inside the sandbox. Outside, runs this very test in a sandbox of its own, asserts that
+/// it passed there, and returns false.
+fn in_sandbox(test: &str) -> bool {
+    if std::env::var(SANDBOX).as_deref() == Ok(test) {
+        return true;
+    }
+    let script = "mkdir -p /run/netns && mount -t tmpfs maxlisten-test /run/netns && \
+                  ip link set lo up && exec \"$0\" \"$@\"";
+    let out = Command::new("unshare")
+        .args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
+        .args(["sh", "-c", script])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(SANDBOX, test)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in its sandbox: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    false
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn unix_path(test: &str, kind: Kind) -> String {
+    std::env::temp_dir()
+        .join(format!("maxlisten-cli-{}-{test}-{kind:?}.sock", token()))
+        .display()
+        .to_string()
+}
+
+/// The three namespaces, each with Python (backlog 7), Node (511) and a Unix listener (5).
+fn start(test: &str) -> (Vec<Cgroup>, Vec<Fixture>) {
+    let servers = |kind| {
+        vec![
+            Server::PythonTcp {
+                port: PY,
+                backlog: 7,
+            },
+            Server::NodeTcp { port: NODE },
+            Server::PythonUnix {
+                path: unix_path(test, kind),
+                backlog: 5,
+            },
+        ]
+    };
+    let fixtures = vec![
+        Fixture::start(Kind::Unshared, 1111, &servers(Kind::Unshared)),
+        Fixture::start(Kind::Named, 2222, &servers(Kind::Named)),
+        Fixture::start(Kind::Container, 3333, &servers(Kind::Container)),
+    ];
+    let pod = POD.replace('-', "_");
+    let cgroups = vec![
+        Cgroup::new(
+            &format!("system.slice/docker-{DOCKER_ID}.scope"),
+            &fixtures[0].descendants(),
+        ),
+        Cgroup::new(
+            &format!(
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod}.slice/\
+                 cri-containerd-{CRI_ID}.scope"
+            ),
+            &fixtures[2].descendants(),
+        ),
+    ];
+    (cgroups, fixtures)
+}
+
+fn json(args: &[&str]) -> Value {
+    let out = run(args);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn listeners_of(doc: &Value, inode: u64) -> Vec<Value> {
+    doc["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["netns"] == inode)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup() {
+    const TEST: &str = "survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    let (cgroups, fixtures) = start("survey");
+    let doc = json(&["survey", "--all-namespaces", "--json"]);
+    // The sandbox's own namespace and the three.
+    assert_eq!(doc["namespaces"].as_array().unwrap().len(), 4, "{doc:#}");
+    assert_eq!(doc["unreadable_processes"], 0);
+    assert_eq!(doc["unreadable_namespaces"], 0);
+    for fixture in &fixtures {
+        let inode = fixture.inode();
+        let ns = doc["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|ns| ns["netns"] == inode)
+            .unwrap_or_else(|| panic!("{:?} missing: {doc:#}", fixture.kind));
+        assert_eq!(ns["limit"], fixture.limit);
+        assert_eq!(ns["listeners"], 3);
+        let names: Vec<String> = fixture.name.iter().cloned().collect();
+        assert_eq!(ns["names"], serde_json::json!(names));
+        assert!(ns["listen_overflows"].is_u64() && ns["listen_drops"].is_u64());
+        let mine = listeners_of(&doc, inode);
+        let find = |local: &str| {
+            mine.iter()
+                .find(|l| l["local"] == local)
+                .unwrap_or_else(|| panic!("{local} missing in {:?}: {mine:#?}", fixture.kind))
+        };
+        for (l, backlog, command) in [
+            (find(&format!("127.0.0.1:{PY}")), 7, "python3"),
+            (find(&format!("127.0.0.1:{NODE}")), 511, "node"),
+            (find(&unix_path("survey", fixture.kind)), 5, "python3"),
+        ] {
+            assert_eq!(l["backlog"], backlog, "{l:#}");
+            assert_eq!(l["limit"], fixture.limit, "{l:#}");
+            assert_eq!(l["below_limit"], true);
+            let owner = &l["processes"][0];
+            assert!(
+                owner["command"].as_str().unwrap().starts_with(command),
+                "{l:#}"
+            );
+            let cgroup = owner["cgroup"].as_str().unwrap();
+            match fixture.kind {
+                Kind::Unshared => {
+                    assert_eq!(cgroup, cgroups[0].path);
+                    assert_eq!(owner["container"]["runtime"], "docker");
+                    assert_eq!(owner["container"]["id"], DOCKER_ID);
+                    assert_eq!(owner["container"]["pod"], Value::Null);
+                }
+                Kind::Container => {
+                    assert_eq!(cgroup, cgroups[1].path);
+                    assert_eq!(owner["container"]["runtime"], "containerd");
+                    assert_eq!(owner["container"]["id"], CRI_ID);
+                    assert_eq!(owner["container"]["pod"], POD);
+                }
+                Kind::Named => assert_eq!(owner["container"], Value::Null, "{l:#}"),
+            }
+        }
+    }
+
+    // The table: a NETNS column (the ip netns name where there is one) and each one's LIMIT;
+    // the header lists every namespace with its limit.
+    let out = run(&["survey", "--all-namespaces"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.starts_with("4 network namespaces"), "{table}");
+    let name = fixtures[1].name.clone().unwrap();
+    assert!(
+        table.contains(&format!(
+            "  {name} ({}): limit 2222, 3 listeners",
+            fixtures[1].inode()
+        )),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!(
+            "  {}: limit 1111, 3 listeners",
+            fixtures[0].inode()
+        )),
+        "{table}"
+    );
+    let heads = table.lines().find(|l| l.starts_with("NETNS")).unwrap();
+    assert!(
+        heads.contains("LIMIT") && heads.contains("BACKLOG"),
+        "{table}"
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&name) && l.contains(&format!("127.0.0.1:{NODE}")))
+        .unwrap_or_else(|| panic!("{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[3..5], ["511", "2222"], "{row}");
+    assert!(
+        table.contains(&format!("(docker {})", &DOCKER_ID[..12])),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("(containerd {}, pod {POD})", &CRI_ID[..12])),
+        "{table}"
+    );
+
+    // One namespace, by name, pid or path.
+    for ns in [
+        name.clone(),
+        fixtures[1].pid.to_string(),
+        format!("/run/netns/{name}"),
+    ] {
+        let one = json(&["survey", "--netns", &ns, "--json"]);
+        assert_eq!(one["namespaces"].as_array().unwrap().len(), 1, "{ns}");
+        assert_eq!(one["namespaces"][0]["netns"], fixtures[1].inode());
+        assert_eq!(one["listeners"].as_array().unwrap().len(), 3, "{one:#}");
+    }
+    let filtered = json(&["survey", "--all-namespaces", "--json", "--port", "8081"]);
+    assert_eq!(
+        filtered["listeners"].as_array().unwrap().len(),
+        3,
+        "{filtered:#}"
+    );
+
+    // --prometheus --output: the contract's families, written atomically, promtool agrees.
+    let dir = common::temp_dir("cli-netns-prom");
+    let file = dir.join("maxlisten.prom");
+    let out = run(&[
+        "survey",
+        "--all-namespaces",
+        "--prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    let prom = std::fs::read_to_string(&file).unwrap();
+    let check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .expect("promtool (Debian package prometheus)");
+    assert!(check.status.success(), "promtool: {}\n{prom}", text(&check));
+    for fixture in &fixtures {
+        let inode = fixture.inode();
+        assert!(
+            prom.contains(&format!(
+                "maxlisten_somaxconn{{netns=\"{inode}\"}} {}\n",
+                fixture.limit
+            )),
+            "{prom}"
+        );
+        assert!(
+            prom.contains(&format!(
+                "maxlisten_netns_listen_drops_total{{netns=\"{inode}\"}} "
+            )),
+            "{prom}"
+        );
+        let info_name = fixture.name.clone().unwrap_or_default();
+        assert!(
+            prom.contains(&format!(
+                "maxlisten_netns_info{{netns=\"{inode}\",name=\"{info_name}\"}} 1\n"
+            )),
+            "{prom}"
+        );
+    }
+    let node_in_pod = format!(
+        "maxlisten_listener_backlog{{netns=\"{}\",proto=\"tcp\",local=\"127.0.0.1:{NODE}\",\
+         command=\"node\",container=\"{}\",pod=\"{POD}\"}} 511\n",
+        fixtures[2].inode(),
+        &CRI_ID[..12]
+    );
+    assert!(prom.contains(&node_in_pod), "{prom}");
+    assert!(
+        prom.contains("maxlisten_unreadable_namespaces 0\n"),
+        "{prom}"
+    );
+    // A failed run leaves the file as it was, and no temporary file behind.
+    let out = run(&[
+        "survey",
+        "--netns",
+        "/nonexistent/netns",
+        "--prometheus",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/netns"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), prom);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn raise_all_namespaces_brings_each_to_its_own_limit_once() {
+    const TEST: &str = "raise_all_namespaces_brings_each_to_its_own_limit_once";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    let (_cgroups, fixtures) = start("raise");
+    let out = run(&[
+        "raise",
+        "--all-namespaces",
+        "--all-below-limit",
+        "--dry-run",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for fixture in &fixtures {
+        assert_eq!(fixture.ss_backlog(PY), 7);
+    }
+
+    let out = run(&["raise", "--all-namespaces", "--all-below-limit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for fixture in &fixtures {
+        // ss, run inside each namespace, agrees: each at its own namespace's limit.
+        assert_eq!(fixture.ss_backlog(PY), fixture.limit, "{stdout}");
+        assert_eq!(fixture.ss_backlog(NODE), fixture.limit, "{stdout}");
+        let path = unix_path("raise", fixture.kind);
+        assert_eq!(fixture.ss_unix_backlog(&path), fixture.limit, "{stdout}");
+        assert!(
+            stdout.contains(&format!("7 → {}", fixture.limit)),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("5 → {}", fixture.limit)),
+            "{stdout}"
+        );
+        // Every server still answers.
+        assert!(
+            fixture.answers(PY) && fixture.answers(NODE),
+            "{:?}",
+            fixture.kind
+        );
+        assert!(unix_answers(&path), "{path}");
+    }
+
+    // Again: nothing below the limit, exit 0, nothing changed.
+    let out = run(&["raise", "--all-namespaces", "--all-below-limit"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to raise"),
+        "{}",
+        text(&out)
+    );
+    for fixture in &fixtures {
+        assert_eq!(fixture.ss_backlog(PY), fixture.limit);
+    }
+
+    // Lowering is refused, and nothing changes; --allow-lower lowers.
+    let name = fixtures[1].name.clone().unwrap();
+    let out = run(&[
+        "raise",
+        "--netns",
+        &name,
+        "--port",
+        "8081",
+        "--backlog",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("lower") && stderr.contains("--allow-lower"),
+        "{stderr}"
+    );
+    assert_eq!(fixtures[1].ss_backlog(NODE), 2222);
+    let out = run(&[
+        "raise",
+        "--netns",
+        &name,
+        "--port",
+        "8081",
+        "--backlog",
+        "100",
+        "--allow-lower",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fixtures[1].ss_backlog(NODE), 100);
+    assert!(fixtures[1].answers(NODE));
+    // The other namespaces' listeners on that port were not chosen.
+    assert_eq!(fixtures[0].ss_backlog(NODE), 1111);
+    // A listener at its limit, named outright: already done, exit 0.
+    let out = run(&["raise", "--netns", &name, "--port", "8080"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("already 2222"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing() {
+    const TEST: &str = "without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    let fixture = Fixture::start(
+        Kind::Named,
+        1500,
+        &[Server::PythonTcp {
+            port: PY,
+            backlog: 7,
+        }],
+    );
+    let name = fixture.name.clone().unwrap();
+    let nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(BIN)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["survey", "--all-namespaces"][..],
+        &["survey", "--all-namespaces", "--json"],
+        &["raise", "--all-namespaces", "--all-below-limit"],
+        &["survey", "--netns", &name],
+        &["raise", "--netns", &name, "--all-below-limit"],
+    ] {
+        let out = nobody(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        // Nothing printed as if it were the answer.
+        assert!(out.stdout.is_empty(), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("CAP_SYS_ADMIN"), "{args:?}: {stderr}");
+    }
+    assert_eq!(fixture.ss_backlog(PY), 7);
+    // A named process whose descriptors cannot be read is reported as such.
+    let python = fixture.descendants()[0].to_string();
+    let out = nobody(&["raise", "--pid", &python]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pid {python}")) && stderr.contains("cannot be read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no listener matches"), "{stderr}");
+    // Its own namespace needs nothing.
+    let out = nobody(&["survey", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn a_holder_hidden_by_hidepid_is_reported_as_such() {
+    const TEST: &str = "a_holder_hidden_by_hidepid_is_reported_as_such";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    // This sandbox's own /proc, remounted as a hardened host mounts it.
+    let remount = Command::new("mount")
+        .args(["-o", "remount,hidepid=invisible", "/proc"])
+        .status()
+        .unwrap();
+    assert!(remount.success());
+    // Root's server in the sandbox's own namespace, which nobody's survey sees too.
+    let mut server = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 9999)); \
+             s.listen(3); print('up', flush=True); time.sleep(60)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = [0u8; 3];
+    std::io::Read::read_exact(server.stdout.as_mut().unwrap(), &mut up).unwrap();
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(BIN)
+        .args(["raise", "--port", "9999"])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:9999") && stderr.contains("hidepid=invisible"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run as root"), "{stderr}");
+}
+
+#[test]
+fn a_holder_outside_this_pid_namespace_is_reported_as_such() {
+    const TEST: &str = "a_holder_outside_this_pid_namespace_is_reported_as_such";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    let mut server = Command::new("python3")
+        .args([
+            "-c",
+            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 9998)); \
+             s.listen(3); print('up', flush=True); time.sleep(60)",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut up = [0u8; 3];
+    std::io::Read::read_exact(server.stdout.as_mut().unwrap(), &mut up).unwrap();
+    // Root, in the same network namespace, but in a PID namespace of its own (as an agent
+    // without hostPID): the listener is seen, its holder is not.
+    let out = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            BIN,
+            "raise",
+            "--port",
+            "9998",
+        ])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("127.0.0.1:9998") && stderr.contains("child PID namespace"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hostPID"), "{stderr}");
+}

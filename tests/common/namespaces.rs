@@ -1,0 +1,498 @@
+//! Network namespaces made the three ways containers are: `unshare --net` (a process in its own
+//! namespace), `ip netns add` (named, kept by a bind mount under /run/netns) and
+//! `unshare --net --pid --fork --mount-proc` (a container with its own PID namespace). Each sets
+//! its own `net.core.somaxconn` inside (never the host's) and runs real servers there: Python and
+//! Node TCP servers, a Python Unix listener. Everything is removed on drop, even after a failed
+//! assertion. Needs root.
+#![allow(dead_code)] // each test file uses a part
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// How the namespace is made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `unshare --net`: a process in a namespace of its own, no name.
+    Unshared,
+    /// `ip netns add NAME`, servers started with `ip netns exec`.
+    Named,
+    /// `unshare --net --pid --fork --mount-proc`: a "container" with its own PID namespace.
+    Container,
+}
+
+/// A server to run inside.
+#[derive(Clone, Debug)]
+pub enum Server {
+    /// Python `socket.listen(backlog)` on 127.0.0.1:port; answers "hello\n".
+    PythonTcp { port: u16, backlog: i32 },
+    /// Node `net.createServer().listen(port, "127.0.0.1")` (Node passes 511).
+    NodeTcp { port: u16 },
+    /// Python Unix stream listener on `path` with `backlog`; answers "hello\n".
+    PythonUnix { path: String, backlog: i32 },
+}
+
+const PYTHON_TCP: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(int(sys.argv[2]))
+print(sys.argv[3], flush=True)
+while True:
+    c, _ = s.accept()
+    try:
+        c.sendall(b"hello\n")
+    except OSError:
+        pass  # a client that left first
+    c.close()
+"#;
+
+const PYTHON_UNIX: &str = r#"
+import os, socket, sys
+try:
+    os.unlink(sys.argv[1])
+except FileNotFoundError:
+    pass
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+s.listen(int(sys.argv[2]))
+print(sys.argv[3], flush=True)
+while True:
+    c, _ = s.accept()
+    try:
+        c.sendall(b"hello\n")
+    except OSError:
+        pass  # a client that left first
+    c.close()
+"#;
+
+const NODE_TCP: &str = r#"
+const port = Number(process.argv[1]);
+require("net").createServer((c) => c.end("hello\n"))
+  .listen(port, "127.0.0.1", () => console.log(process.argv[2]));
+"#;
+
+impl Server {
+    /// The shell words that start it; it prints `ready` once it listens.
+    fn command(&self, ready: &str) -> String {
+        match self {
+            Server::PythonTcp { port, backlog } => {
+                format!("python3 -c {} {port} {backlog} {ready}", quote(PYTHON_TCP))
+            }
+            Server::NodeTcp { port } => format!("node -e {} {port} {ready}", quote(NODE_TCP)),
+            Server::PythonUnix { path, backlog } => format!(
+                "python3 -c {} {} {backlog} {ready}",
+                quote(PYTHON_UNIX),
+                quote(path)
+            ),
+        }
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r#"'\''"#))
+}
+
+/// A namespace with its servers, removed on drop.
+pub struct Fixture {
+    pub kind: Kind,
+    /// Its `net.core.somaxconn`, set inside.
+    pub limit: u32,
+    /// Its `ip netns` name (for `Kind::Named`).
+    pub name: Option<String>,
+    /// A process in the namespace, in the host's PID namespace (the shell that started the
+    /// servers; for a container, the `unshare` process, which is in the namespace too).
+    pub pid: u32,
+    child: Child,
+    /// The Unix sockets' paths, removed on drop.
+    paths: Vec<String>,
+}
+
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// A token unique to this test process on the host, even inside a PID namespace of its own
+/// (where its pid is 1 or so): its pid and the time it first asked.
+pub fn token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    })
+}
+
+/// A fresh `ip netns` name for this test process.
+pub fn fresh_name() -> String {
+    format!(
+        "maxlisten-t{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Fixture {
+    /// Makes the namespace, sets its limit, starts the servers and waits until each listens.
+    pub fn start(kind: Kind, limit: u32, servers: &[Server]) -> Fixture {
+        let mut script =
+            format!("set -e; ip link set lo up; echo {limit} > /proc/sys/net/core/somaxconn; ");
+        let markers: Vec<String> = (0..servers.len())
+            .map(|i| format!("listening-{i}"))
+            .collect();
+        for (server, marker) in servers.iter().zip(&markers) {
+            script.push_str(&server.command(marker));
+            script.push_str(" & ");
+        }
+        script.push_str("wait");
+        let name = (kind == Kind::Named).then(fresh_name);
+        let mut command = match kind {
+            Kind::Unshared => {
+                let mut c = Command::new("unshare");
+                c.args(["--net", "sh", "-c", &script]);
+                c
+            }
+            Kind::Named => {
+                let name = name.as_deref().unwrap();
+                run("ip", &["netns", "add", name]);
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", name, "sh", "-c", &script]);
+                c
+            }
+            Kind::Container => {
+                let mut c = Command::new("unshare");
+                c.args([
+                    "--net",
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    "--kill-child",
+                    "sh",
+                    "-c",
+                    &script,
+                ]);
+                c
+            }
+        };
+        let child = command
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the namespace");
+        let paths = servers
+            .iter()
+            .filter_map(|s| match s {
+                Server::PythonUnix { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut fixture = Fixture {
+            kind,
+            limit,
+            name,
+            pid: child.id(),
+            child,
+            paths,
+        };
+        // Each server prints its own marker once it listens; their writes may interleave.
+        let mut stdout = fixture.child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            // Drained until every server is gone (so that none ever writes to a closed pipe).
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = tx.send(buf[..n].to_vec());
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !markers
+            .iter()
+            .all(|m| String::from_utf8_lossy(&seen).contains(m.as_str()))
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => seen.extend(bytes),
+                Err(_) => panic!(
+                    "the servers of {kind:?} did not all start: {:?}",
+                    String::from_utf8_lossy(&seen)
+                ),
+            }
+        }
+        fixture
+    }
+
+    /// A namespace kept only by its bind mount: `ip netns add`, the limit set, no process left.
+    pub fn named_empty(limit: u32) -> Fixture {
+        let name = fresh_name();
+        run("ip", &["netns", "add", &name]);
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &name,
+                "sh",
+                "-c",
+                &format!("echo {limit} > /proc/sys/net/core/somaxconn"),
+            ],
+        );
+        // A child that exits at once, so that drop has something to wait for.
+        let child = Command::new("true").spawn().unwrap();
+        Fixture {
+            kind: Kind::Named,
+            limit,
+            pid: 0,
+            name: Some(name),
+            child,
+            paths: Vec::new(),
+        }
+    }
+
+    /// The path of its namespace file.
+    pub fn netns_path(&self) -> String {
+        match (&self.name, self.pid) {
+            (Some(name), 0) => format!("/run/netns/{name}"),
+            _ => format!("/proc/{}/ns/net", self.pid),
+        }
+    }
+
+    /// Its namespace's inode, read here with stat (not through the crate).
+    pub fn inode(&self) -> u64 {
+        let meta = std::fs::metadata(self.netns_path()).unwrap();
+        std::os::unix::fs::MetadataExt::ino(&meta)
+    }
+
+    /// What `ss ARGS` prints inside the namespace (run with `nsenter --net`).
+    pub fn ss(&self, args: &[&str]) -> String {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path()))
+            .arg("ss")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ss: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Send-Q (the backlog) of the TCP listener on `port`, as `ss -ltn` shows it inside.
+    pub fn ss_backlog(&self, port: u16) -> u32 {
+        let text = self.ss(&["-ltnH", &format!("sport = :{port}")]);
+        let line = text
+            .lines()
+            .next()
+            .unwrap_or_else(|| panic!("no listener on {port} in {:?}", self.kind));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    }
+
+    /// Send-Q of the Unix listener `path`, as `ss -xl` shows it inside.
+    pub fn ss_unix_backlog(&self, path: &str) -> u32 {
+        let text = self.ss(&["-xlH"]);
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some(path))
+            .unwrap_or_else(|| panic!("no Unix listener {path}:\n{text}"));
+        line.split_whitespace().nth(3).unwrap().parse().unwrap()
+    }
+
+    /// Whether the TCP server on `port` inside answers "hello" (connects from inside, with
+    /// `nsenter` and Python, not through the crate).
+    pub fn answers(&self, port: u16) -> bool {
+        let code = format!(
+            "import socket; s = socket.create_connection(('127.0.0.1', {port}), 5); \
+             print(s.recv(16).decode().strip())"
+        );
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns_path()))
+            .args(["python3", "-c", &code])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "hello"
+    }
+}
+
+impl Fixture {
+    /// Every process started under it (the servers, and for a container its first process), in
+    /// the host's PID namespace.
+    pub fn descendants(&self) -> Vec<u32> {
+        let mut found = vec![self.pid];
+        let mut i = 0;
+        while i < found.len() {
+            found.extend(children(found[i]));
+            i += 1;
+        }
+        found.remove(0);
+        found
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/status"))
+                .ok()
+                .and_then(|s| {
+                    s.lines()
+                        .find_map(|l| l.strip_prefix("PPid:"))
+                        .and_then(|v| v.trim().parse::<u32>().ok())
+                })
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// A cgroup (v2) named the way a container runtime names one, under a directory of this test
+/// process's own; removed on drop (declare it before the fixture whose processes it holds, so
+/// that they are gone first).
+pub struct Cgroup {
+    /// The directories made, outermost first.
+    made: Vec<std::path::PathBuf>,
+    /// Its path as /proc/PID/cgroup shows it.
+    pub path: String,
+}
+
+/// The cgroup v2 mount: /sys/fs/cgroup itself, or /sys/fs/cgroup/unified on a hybrid system.
+fn cgroup2_root() -> std::path::PathBuf {
+    for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        if std::path::Path::new(root).join("cgroup.procs").exists() {
+            return root.into();
+        }
+    }
+    panic!("no cgroup v2 hierarchy mounted");
+}
+
+impl Cgroup {
+    /// Makes the cgroup `/maxlisten-test-PID-N/<shape>` (`shape` as a runtime names it, e.g.
+    /// `system.slice/docker-<id>.scope`) and moves `pids` into it.
+    pub fn new(shape: &str, pids: &[u32]) -> Cgroup {
+        let root = cgroup2_root();
+        let top = format!(
+            "maxlisten-test-{}-{}",
+            token(),
+            COUNT.fetch_add(1, Ordering::Relaxed)
+        );
+        let relative = std::path::Path::new(&top).join(shape.trim_start_matches('/'));
+        let mut made = Vec::new();
+        let mut dir = root.clone();
+        for part in relative.components() {
+            dir.push(part);
+            std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+            made.push(dir.clone());
+        }
+        for pid in pids {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", dir.display()));
+        }
+        Cgroup {
+            made,
+            path: format!("/{}", relative.display()),
+        }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let start = Instant::now();
+        for dir in self.made.iter().rev() {
+            // Empty once its processes have exited (a moment after they were killed).
+            while std::fs::remove_dir(dir).is_err()
+                && dir.exists()
+                && start.elapsed() < Duration::from_secs(5)
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Whether the Unix server at `path` answers "hello" (path sockets are reachable from any
+/// network namespace).
+pub fn unix_answers(path: &str) -> bool {
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(path) else {
+        return false;
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut buf = String::new();
+    let _ = stream.write_all(b"");
+    stream.read_to_string(&mut buf).is_ok() && buf == "hello\n"
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // The servers are children of the shell: end them first (once the shell is gone they
+        // are re-parented and harder to find). A container's all go with its first process.
+        if self.pid != 0 {
+            kill_children(self.pid);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if self.kind == Kind::Container {
+            // --kill-child ends the PID namespace's first process; wait until it is gone.
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5)
+                && std::fs::metadata(format!("/proc/{}", self.pid)).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if let Some(name) = &self.name {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Kills the processes whose parent is `pid` (never 0).
+fn kill_children(pid: u32) {
+    assert_ne!(pid, 0);
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
+            continue;
+        };
+        let ppid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok());
+        if ppid == Some(pid) {
+            // SAFETY: kill has no memory preconditions.
+            unsafe { libc::kill(child as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+/// Runs a command that must succeed.
+pub fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,262 @@
+//! `maxlisten::netns` against real namespaces made the three ways containers are (`unshare
+//! --net`, `ip netns add`, `unshare --net --pid --fork --mount-proc`), each with its own limit
+//! set inside and a Python server listening there. Needs root: skipped with a message outside
+//! CI, a failure with `CI=true`.
+
+// Linux only: network namespaces.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::Read;
+use std::process::Command;
+
+use common::namespaces::{Fixture, Kind, Server};
+use common::require_root;
+use maxlisten::netns::Netns;
+
+const PORT: u16 = 8080;
+const BACKLOG: i32 = 7;
+
+fn python() -> Vec<Server> {
+    vec![Server::PythonTcp {
+        port: PORT,
+        backlog: BACKLOG,
+    }]
+}
+
+fn three() -> Vec<Fixture> {
+    vec![
+        Fixture::start(Kind::Unshared, 1111, &python()),
+        Fixture::start(Kind::Named, 2222, &python()),
+        Fixture::start(Kind::Container, 3333, &python()),
+    ]
+}
+
+#[test]
+fn all_finds_every_namespace_once_with_its_own_limit_and_names() {
+    if !require_root("all_finds_every_namespace_once_with_its_own_limit_and_names") {
+        return;
+    }
+    let fixtures = three();
+    let empty = Fixture::named_empty(4444);
+    let host = Netns::current().unwrap();
+    let host_limit = host.limit().unwrap();
+
+    let all = Netns::all().unwrap();
+    // Each once.
+    let mut inodes: Vec<u64> = all.namespaces.iter().map(|ns| ns.inode()).collect();
+    inodes.dedup();
+    assert_eq!(inodes.len(), all.namespaces.len(), "{inodes:?}");
+    assert!(all.namespaces.contains(&host));
+    // (unreadable_processes may be above zero even for root: a process whose permitted
+    // capabilities exceed this one's refuses ptrace read access.)
+    for fixture in fixtures.iter().chain([&empty]) {
+        let found = all
+            .namespaces
+            .iter()
+            .find(|ns| ns.inode() == fixture.inode())
+            .unwrap_or_else(|| panic!("{:?} (limit {}) not found", fixture.kind, fixture.limit));
+        assert_ne!(found, &host);
+        assert_eq!(
+            found.limit().unwrap(),
+            Some(fixture.limit),
+            "{:?}",
+            fixture.kind
+        );
+        match &fixture.name {
+            Some(name) => assert_eq!(found.names(), std::slice::from_ref(name)),
+            None => assert!(found.names().is_empty(), "{:?}", found.names()),
+        }
+    }
+    // Nothing of the host changed.
+    assert_eq!(host.limit().unwrap(), host_limit);
+    assert!(host.is_current());
+}
+
+#[test]
+fn parse_opens_by_pid_path_and_name() {
+    if !require_root("parse_opens_by_pid_path_and_name") {
+        return;
+    }
+    let fixtures = three();
+    for fixture in &fixtures {
+        let by_pid = Netns::parse(&fixture.pid.to_string()).unwrap();
+        let by_path = Netns::parse(&format!("/proc/{}/ns/net", fixture.pid)).unwrap();
+        assert_eq!(by_pid, by_path);
+        assert_eq!(by_pid.inode(), fixture.inode());
+        assert_eq!(by_pid.limit().unwrap(), Some(fixture.limit));
+        if let Some(name) = &fixture.name {
+            let by_name = Netns::parse(name).unwrap();
+            let by_mount = Netns::parse(&format!("/run/netns/{name}")).unwrap();
+            assert_eq!(by_name, by_pid);
+            assert_eq!(by_mount, by_pid);
+            assert_eq!(by_pid.names(), std::slice::from_ref(name));
+        }
+    }
+    // A namespace of another kind, by path: refused, naming it.
+    let pid = fixtures[0].pid;
+    let err = Netns::parse(&format!("/proc/{pid}/ns/pid")).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(
+        err.to_string().contains(&format!("/proc/{pid}/ns/pid")),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_sees_the_namespace_own_listeners_and_leaves_the_caller_where_it_was() {
+    if !require_root("run_sees_the_namespace_own_listeners") {
+        return;
+    }
+    let fixtures = three();
+    let before = Netns::current().unwrap();
+    for fixture in &fixtures {
+        let ns = Netns::of_pid(fixture.pid).unwrap();
+        let (survey, limit, hello) = ns
+            .run(|| {
+                let survey = maxlisten::survey::survey().unwrap();
+                let limit = maxlisten::system_limit();
+                // A socket made inside belongs to the namespace: it reaches the server there.
+                let mut stream = std::net::TcpStream::connect(("127.0.0.1", PORT)).unwrap();
+                let mut hello = String::new();
+                stream.read_to_string(&mut hello).unwrap();
+                (survey, limit, hello)
+            })
+            .unwrap();
+        assert_eq!(hello, "hello\n");
+        assert_eq!(limit, Some(fixture.limit), "{:?}", fixture.kind);
+        let listener = survey
+            .listeners
+            .iter()
+            .find(|l| l.local.to_string() == format!("127.0.0.1:{PORT}"))
+            .unwrap_or_else(|| panic!("no listener in {:?}: {:?}", fixture.kind, survey.listeners));
+        assert_eq!(listener.backlog, BACKLOG as u32);
+        assert_eq!(fixture.ss_backlog(PORT), BACKLOG as u32);
+        // Owners come from the host's /proc: the Python server, whatever its PID namespace.
+        assert!(
+            listener
+                .processes
+                .iter()
+                .any(|o| o.command.starts_with("python")),
+            "{:?}",
+            listener.processes
+        );
+        assert_eq!(survey.listeners.len(), 1, "{:?}", survey.listeners);
+    }
+    // The caller's thread never moved.
+    assert!(before.is_current());
+    assert_eq!(Netns::current().unwrap(), before);
+}
+
+#[test]
+fn a_held_namespace_outlives_its_processes() {
+    if !require_root("a_held_namespace_outlives_its_processes") {
+        return;
+    }
+    let fixture = Fixture::start(Kind::Unshared, 1234, &python());
+    let ns = Netns::of_pid(fixture.pid).unwrap();
+    let inode = fixture.inode();
+    drop(fixture);
+    // Every process of it is gone; the descriptor keeps the namespace, its limit readable.
+    assert_eq!(ns.inode(), inode);
+    assert_eq!(ns.limit().unwrap(), Some(1234));
+    assert!(ns.listen_counters().unwrap().is_some());
+}
+
+#[test]
+fn without_privilege_entering_and_listing_fail_naming_what_is_missing() {
+    if !require_root("without_privilege_entering_and_listing_fail") {
+        return;
+    }
+    if std::env::var_os("MAXLISTEN_UNPRIVILEGED_CHILD").is_some() {
+        return; // the child run of this test below
+    }
+    let fixture = Fixture::named_empty(999);
+    let name = fixture.name.clone().unwrap();
+    // Run the checks as `nobody`, without capabilities, in a child copy of this test binary.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "unprivileged_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MAXLISTEN_UNPRIVILEGED_CHILD", &name)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{out:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The unprivileged half of the test above; does nothing unless started by it.
+#[test]
+fn unprivileged_child() {
+    let Some(name) = std::env::var_os("MAXLISTEN_UNPRIVILEGED_CHILD") else {
+        return;
+    };
+    let name = name.into_string().unwrap();
+    // Listing every namespace: refused, naming both capabilities, never a partial list.
+    let err = Netns::all().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    let message = err.to_string();
+    assert!(message.contains("CAP_SYS_ADMIN"), "{message}");
+    assert!(message.contains("CAP_SYS_PTRACE"), "{message}");
+    // Another user's process: its namespace cannot even be opened.
+    let err = Netns::of_pid(1).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("CAP_SYS_PTRACE"), "{err}");
+    // A named namespace can be opened (the bind mount is readable) but not entered.
+    match Netns::named(&name) {
+        Ok(ns) => {
+            let err = ns.limit().unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+            let message = err.to_string();
+            assert!(message.contains("setns"), "{message}");
+            assert!(message.contains("CAP_SYS_ADMIN"), "{message}");
+        }
+        Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}"),
+    }
+    // Its own namespace needs nothing.
+    let mine = Netns::current().unwrap();
+    assert_eq!(mine.limit().unwrap(), maxlisten::system_limit());
+}
+
+#[test]
+fn all_finds_a_namespace_only_a_thread_is_in() {
+    if !require_root("all_finds_a_namespace_only_a_thread_is_in") {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        common::in_netns(777, move || {
+            tx.send(Netns::current().unwrap().inode()).unwrap();
+            let _ = done_rx.recv();
+        })
+    });
+    let inode = rx.recv().unwrap();
+    // No process has it as its own (main thread's) namespace: only /proc/PID/task/TID shows it.
+    assert_ne!(Netns::current().unwrap().inode(), inode);
+    let all = Netns::all().unwrap();
+    let found = all
+        .namespaces
+        .iter()
+        .find(|ns| ns.inode() == inode)
+        .expect("a thread's namespace");
+    assert!(found.path().to_string_lossy().contains("/task/"), "{found}");
+    assert_eq!(found.limit().unwrap(), Some(777));
+    done_tx.send(()).unwrap();
+    thread.join().unwrap();
+}
