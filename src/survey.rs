@@ -368,7 +368,8 @@ fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: usize) -> Survey 
         .collect();
     let (mut owners, unreadable_pids) = owners(&wanted);
     let mut cgroups: HashMap<u32, Option<String>> = HashMap::new();
-    let mut listeners = Vec::new();
+    // Exactly as many as were read: a doubling Vec of 10,000 listeners holds room for 16,384.
+    let mut listeners = Vec::with_capacity(wanted.len());
     let mut namespaces = Vec::with_capacity(read.len());
     for (ns, inside) in read {
         let limit = inside.limit;
@@ -445,13 +446,17 @@ fn owners(wanted: &HashSet<u64>) -> (HashMap<u64, Vec<Owner>>, Vec<u32>) {
         let mut command = None;
         for (fd, inode) in fds.into_iter().filter(|(_, inode)| wanted.contains(inode)) {
             let command = command.get_or_insert_with(|| proc::command(pid)).clone();
-            owners.entry(inode).or_default().push(Owner {
-                pid,
-                command,
-                fd,
-                cgroup: None,
-                container: None,
-            });
+            // Room for one holder (the usual case), not the four a first push makes room for.
+            owners
+                .entry(inode)
+                .or_insert_with(|| Vec::with_capacity(1))
+                .push(Owner {
+                    pid,
+                    command,
+                    fd,
+                    cgroup: None,
+                    container: None,
+                });
         }
     }
     (owners, unreadable)
