@@ -108,11 +108,11 @@ const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const PIECE: usize = 64 * 1024;
 
 /// What a collection found: the survey, the listeners the filters chose (indices), and their
-/// labels rendered once (render::prometheus::listener_labels).
+/// which of them get their inode as a label (render::prometheus::listener_labels).
 pub(crate) struct Collected {
     found: Survey,
     shown: Vec<usize>,
-    labels: Vec<String>,
+    labels: Vec<bool>,
 }
 
 /// One collection's outcome, shared by every scrape that waited for it.

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write;
+use std::hash::{Hash, Hasher};
 
 use maxlisten::survey::{ListenerInfo, Survey};
 
@@ -150,40 +151,58 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
     out
 }
 
-/// The labels of each of `shown`, escaped and joined once (`netns="…",proto="…",…`), so that
-/// the four per-listener families reuse them. Two listeners can share every label
-/// (SO_REUSEPORT, or two non-UTF-8 paths that display alike): the inode tells those apart, so
-/// that every sample's labels are unique.
-pub(crate) fn listener_labels(shown: &[&ListenerInfo]) -> Vec<String> {
-    let mut labels: Vec<String> = shown
+/// Which of `shown` share every label with another listener (SO_REUSEPORT, or two non-UTF-8
+/// paths that display alike) and so get their `inode` too, so that every sample's labels are
+/// unique. The labels themselves are written as each sample is ([`write_labels`]): holding
+/// them for 10,000 listeners would cost a megabyte.
+pub(crate) fn listener_labels(shown: &[&ListenerInfo]) -> Vec<bool> {
+    let mut text = String::new();
+    let hashes: Vec<u64> = shown
         .iter()
         .map(|l| {
-            let first = l.processes.first();
-            let container = first.and_then(|o| o.container.as_ref());
-            format!(
-                "netns=\"{}\",proto=\"{}\",local=\"{}\",command=\"{}\",container=\"{}\",pod=\"{}\"",
-                l.netns,
-                l.proto,
-                escape_label_value(&l.local_name()),
-                escape_label_value(first.map_or("", |o| o.command.as_str())),
-                escape_label_value(container.map_or("", |c| c.short_id())),
-                escape_label_value(container.and_then(|c| c.pod.as_deref()).unwrap_or("")),
-            )
+            text.clear();
+            write_labels(&mut text, l, false);
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            text.hash(&mut hasher);
+            hasher.finish()
         })
         .collect();
-    let shared: Vec<bool> = {
-        let mut seen: HashMap<&str, usize> = HashMap::new();
-        for set in &labels {
-            *seen.entry(set.as_str()).or_default() += 1;
-        }
-        labels.iter().map(|set| seen[set.as_str()] > 1).collect()
-    };
-    for ((set, l), shared) in labels.iter_mut().zip(shown).zip(shared) {
-        if shared {
-            let _ = write!(set, ",inode=\"{}\"", l.inode);
+    let mut seen: HashMap<u64, u32> = HashMap::with_capacity(hashes.len());
+    for hash in &hashes {
+        *seen.entry(*hash).or_default() += 1;
+    }
+    hashes.iter().map(|hash| seen[hash] > 1).collect()
+}
+
+/// One listener's labels, escaped: `netns="…",proto="…",local="…",command="…",container="…",
+/// pod="…"`, and `,inode="…"` if `shared`.
+fn write_labels(out: &mut String, l: &ListenerInfo, shared: bool) {
+    let first = l.processes.first();
+    let container = first.and_then(|o| o.container.as_ref());
+    let _ = write!(out, "netns=\"{}\",proto=\"{}\",local=\"", l.netns, l.proto);
+    push_escaped(out, &l.local_name());
+    out.push_str("\",command=\"");
+    push_escaped(out, first.map_or("", |o| o.command.as_str()));
+    out.push_str("\",container=\"");
+    push_escaped(out, container.map_or("", |c| c.short_id()));
+    out.push_str("\",pod=\"");
+    push_escaped(out, container.and_then(|c| c.pod.as_deref()).unwrap_or(""));
+    out.push('"');
+    if shared {
+        let _ = write!(out, ",inode=\"{}\"", l.inode);
+    }
+}
+
+/// [`escape_label_value`] without a String of its own.
+fn push_escaped(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
         }
     }
-    labels
 }
 
 /// How far [`render`] has got through a survey's text.
@@ -196,11 +215,11 @@ pub(crate) struct Cursor {
 
 /// Appends the survey's text from `cursor` on to `out`, stopping once `out` holds `budget`
 /// bytes or more (so that a large survey can be sent in pieces); returns whether text remains.
-/// `labels` is [`listener_labels`] of `shown`.
+/// `shared` is [`listener_labels`] of `shown`.
 pub(crate) fn render(
     found: &Survey,
     shown: &[&ListenerInfo],
-    labels: &[String],
+    shared: &[bool],
     cursor: &mut Cursor,
     out: &mut String,
     budget: usize,
@@ -210,13 +229,18 @@ pub(crate) fn render(
             header(out, name, kind, help);
             cursor.started = true;
         }
-        while let (Some(l), Some(set)) = (shown.get(cursor.listener), labels.get(cursor.listener)) {
+        while let (Some(l), Some(&shared)) =
+            (shown.get(cursor.listener), shared.get(cursor.listener))
+        {
             if out.len() >= budget {
                 return true;
             }
             cursor.listener += 1;
             if let Some(v) = value(l) {
-                let _ = writeln!(out, "{name}{{{set}}} {v}");
+                out.push_str(name);
+                out.push('{');
+                write_labels(out, l, shared);
+                let _ = writeln!(out, "}} {v}");
             }
         }
         cursor.family += 1;
