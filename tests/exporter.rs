@@ -7,6 +7,9 @@
 //! header timeout while scrapes go on, garbage gets 400 (or a closed connection), oversized heads 431, unknown paths 404, other
 //! methods 405, and many scrapes do not grow its memory.
 //!
+//! With `--all-namespaces` (in a sandbox of its own, root only) a listener of another network
+//! namespace is shown with that namespace's inode and limit.
+//!
 //! Runs for any user, in a user namespace of its own with network namespaces inside; a missing
 //! `prometheus`/`promtool` (Debian package `prometheus`) skips with a message outside CI and is a
 //! failure with `CI=true`.
@@ -22,7 +25,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{in_netns, own_netns, temp_dir};
+use common::{in_netns, own_netns, require_root, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 /// The exporter's header timeout (src/bin/maxlisten/exporter.rs).
@@ -568,4 +571,85 @@ fn many_scrapes_do_not_grow_its_memory() {
             "resident memory grew from {warm} KiB to {after} KiB over 300 scrapes"
         );
     });
+}
+
+/// Set in the test's run inside its sandbox, to the test's name.
+const SANDBOX: &str = "MAXLISTEN_EXPORTER_SANDBOX";
+
+/// True inside the sandbox (new network, PID and mount namespaces, an empty /run/netns: there
+/// `--all-namespaces` sees only what the test made). Outside, runs this very test there, asserts
+/// that it passed, and returns false.
+fn in_sandbox(test: &str) -> bool {
+    if std::env::var(SANDBOX).as_deref() == Ok(test) {
+        return true;
+    }
+    let script = "mkdir -p /run/netns && mount -t tmpfs maxlisten-test /run/netns && \
+                  ip link set lo up && exec \"$0\" \"$@\"";
+    let out = Command::new("unshare")
+        .args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
+        .args(["sh", "-c", script])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(SANDBOX, test)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in its sandbox: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    false
+}
+
+#[test]
+fn all_namespaces_shows_another_namespaces_listener_with_its_own_limit() {
+    const TEST: &str = "all_namespaces_shows_another_namespaces_listener_with_its_own_limit";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    // A "container": Python in a network namespace of its own whose limit is 1234.
+    let mut child = Command::new("unshare")
+        .args(["--net", "sh", "-c"])
+        .arg("ip link set lo up && sysctl -qw net.core.somaxconn=1234 && exec python3 -c \"$0\"")
+        .arg(PY_LISTEN)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _python = Killed(child);
+    let py_port: u16 = line.trim().parse().expect("python's port");
+    let inner = std::fs::read_link(format!("/proc/{}/ns/net", _python.0.id()))
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches("net:[")
+        .trim_end_matches(']')
+        .to_string();
+
+    let port = free_port();
+    let _exporter = exporter(port, &["--all-namespaces"]);
+    let (status, _, body) = get(port, "GET", "/metrics");
+    assert_eq!(status, 200);
+    let series = body
+        .lines()
+        .find(|l| {
+            l.starts_with("maxlisten_listener_backlog{")
+                && l.contains(&format!("local=\"127.0.0.1:{py_port}\""))
+        })
+        .unwrap_or_else(|| panic!("no series for the other namespace's listener:\n{body}"));
+    assert!(
+        series.contains(&format!("netns=\"{inner}\"")) && series.contains("command=\"python3\""),
+        "{series}"
+    );
+    assert!(series.ends_with("} 8"), "{series}");
+    assert_eq!(
+        sample(&body, &format!("maxlisten_somaxconn{{netns=\"{inner}\"}}")),
+        Some(1234.0),
+        "{body}"
+    );
+    assert_eq!(sample(&body, "maxlisten_unreadable_namespaces "), Some(0.0));
 }

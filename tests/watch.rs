@@ -3,8 +3,11 @@
 //! reach the limit (`ss` agrees), one line each; SIGHUP runs a pass at once; it never lowers a
 //! listener above `--backlog`; a listener it cannot raise (another user's, run without
 //! privileges) is said once over many passes; SIGTERM and SIGINT end it with status 0.
+//! With `--all-namespaces`, in a sandbox of its own (new network, PID and mount namespaces), two
+//! "containers" with limits 1234 and 777 are each raised to their own limit.
 //! Each runs for any user in a user namespace of its own, except the one that needs a second
-//! user (root only: skipped with a message outside CI, a failure with `CI=true`).
+//! user and the sandboxed one (root only: skipped with a message outside CI, a failure with
+//! `CI=true`).
 
 #![cfg(all(target_os = "linux", feature = "cli"))]
 
@@ -284,4 +287,115 @@ fn watch_needs_a_selector_and_a_period() {
         assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
         assert!(!out.stderr.is_empty(), "{args:?} says nothing");
     }
+}
+
+/// Set in the test's run inside its sandbox, to the test's name.
+const SANDBOX: &str = "MAXLISTEN_WATCH_SANDBOX";
+
+/// True inside the sandbox (new network, PID and mount namespaces, an empty /run/netns: there
+/// `--all-namespaces` reaches only what the test made). Outside, runs this very test there,
+/// asserts that it passed, and returns false.
+fn in_sandbox(test: &str) -> bool {
+    if std::env::var(SANDBOX).as_deref() == Ok(test) {
+        return true;
+    }
+    let script = "mkdir -p /run/netns && mount -t tmpfs maxlisten-test /run/netns && \
+                  ip link set lo up && exec \"$0\" \"$@\"";
+    let out = Command::new("unshare")
+        .args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
+        .args(["sh", "-c", script])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(SANDBOX, test)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in its sandbox: {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    false
+}
+
+/// Send-Q (the backlog) of the listener on `port` in the network namespace of `pid`, as `ss`
+/// shows it there.
+fn ss_backlog_in(pid: u32, port: u16) -> u32 {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["ss", "-ltnH", &format!("sport = :{port}")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("ss in {pid}'s namespace: {text:?}"))
+}
+
+#[test]
+fn watch_all_namespaces_raises_each_to_its_own_limit() {
+    const TEST: &str = "watch_all_namespaces_raises_each_to_its_own_limit";
+    if !require_root(TEST) || !in_sandbox(TEST) {
+        return;
+    }
+    // Two "containers": Python in network namespaces of their own, limits 1234 and 777.
+    let mut pythons = Vec::new();
+    for limit in [1234, 777] {
+        let script = "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\n\
+                      s.listen(8)\nprint(s.getsockname()[1], flush=True)\ntime.sleep(600)";
+        let mut child = Command::new("unshare")
+            .args(["--net", "sh", "-c"])
+            .arg(format!(
+                "ip link set lo up && sysctl -qw net.core.somaxconn={limit} && exec python3 -c \"$0\""
+            ))
+            .arg(script)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port: u16 = line.trim().parse().expect("python's port");
+        pythons.push((Killed(child), port, limit));
+    }
+    let (mut w, lines) = watch(
+        &["--watch", "1", "--all-namespaces", "--all-below-limit"],
+        false,
+    );
+    // Both raised, in whichever order the pass found them.
+    let mut waiting: Vec<(String, String)> = pythons
+        .iter()
+        .map(|(_, port, limit)| {
+            (
+                format!("127.0.0.1:{port} "),
+                format!("backlog 8 -> {limit}"),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waiting.is_empty() {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("not raised within 10 s: {waiting:?}"));
+        waiting.retain(|(local, after)| {
+            !(line.starts_with("raised")
+                && line.contains(local.as_str())
+                && line.contains(after.as_str()))
+        });
+    }
+    for (python, port, limit) in &pythons {
+        assert_eq!(ss_backlog_in(python.0.id(), *port), *limit);
+    }
+    // Two more passes: nothing more to say.
+    std::thread::sleep(Duration::from_millis(2500));
+    signal(&w.0, "TERM");
+    assert_eq!(exit_code(&mut w), Some(0));
+    let rest: Vec<String> = lines
+        .try_iter()
+        .filter(|l| l.starts_with("raised"))
+        .collect();
+    assert!(rest.is_empty(), "{rest:?}");
 }
