@@ -12,8 +12,8 @@
 //! image holds (its allocator returns freed memory to the system, glibc's keeps it).
 //!
 //! In a private network namespace that holds only these listeners (held by this process;
-//! through a user namespace for a user who is not root). A scrape is a whole HTTP GET of /metrics on a new connection (what Prometheus
-//! waits for); `ss -ltnp` is a run of the command (what an operator would otherwise use). Both
+//! through a user namespace for a user who is not root). A scrape is a whole HTTP GET of
+//! /metrics on a new connection (what Prometheus waits for); `ss -ltnp` is a run of the command (what an operator would otherwise use). Both
 //! find the owner of every socket. Each round does one of each, in alternating order; the medians
 //! are compared. Then VmRSS and VmHWM (the peak) of the exporter are read from /proc. It says
 //! FAIL where the exporter is slower than ss or its resident memory reaches 10 MiB, and with
