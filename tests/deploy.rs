@@ -5,7 +5,9 @@
 //! - each unit's capabilities are exactly the named three, and they are enough: the command run
 //!   under them (as a non-root user with those ambient capabilities and no_new_privs, which is
 //!   what `DynamicUser=yes` + `AmbientCapabilities=` give) sees and raises a listener of another
-//!   user, and without CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH it cannot (needs root);
+//!   user and `--all-namespaces` enters the host's namespace; without CAP_SYS_PTRACE or
+//!   CAP_DAC_READ_SEARCH it cannot, without CAP_SYS_ADMIN `--all-namespaces` is refused (needs
+//!   root);
 //! - the Kubernetes manifests hold what a node agent must (parsed with python3-yaml);
 //! - the alert rules pass `promtool check rules` and their unit tests (`promtool test rules`);
 //! - the Containerfile is `FROM scratch` with the binary alone (the image itself is built,
@@ -329,6 +331,21 @@ fn systemd_capabilities_are_enough_and_each_is_needed() {
                 "the owner was found without {missing}: CapabilityBoundingSet grants more than needed"
             );
         }
+
+        // --all-namespaces (what both units run) enters the host's namespace from this test's:
+        // with the unit's capabilities it does, without CAP_SYS_ADMIN it is refused, naming it.
+        let out = as_unit(&granted, &["survey", "--all-namespaces", "--json"]);
+        assert!(out.status.success(), "{out:?}");
+        let fewer: Vec<&str> = granted
+            .iter()
+            .copied()
+            .filter(|c| *c != "CAP_SYS_ADMIN")
+            .collect();
+        let out = as_unit(&fewer, &["survey", "--all-namespaces", "--json"]);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("CAP_SYS_ADMIN"),
+            "--all-namespaces without CAP_SYS_ADMIN: {out:?}"
+        );
 
         // The exporter, as its unit runs it, labels the other user's listener with its owner.
         let exporter_unit = unit_settings(
