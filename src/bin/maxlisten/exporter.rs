@@ -59,7 +59,7 @@ pub(crate) struct Args {
     listen: String,
     #[command(flatten)]
     scope: Scope,
-    /// Only listeners whose backlog is below the system limit.
+    /// Only listeners whose backlog is below their namespace's limit.
     #[arg(long)]
     below_limit: bool,
     #[command(flatten)]
