@@ -78,8 +78,9 @@ pub struct Netns {
     fd: Arc<OwnedFd>,
     dev: u64,
     inode: u64,
-    path: PathBuf,
-    names: Vec<String>,
+    // Shared, not copied: every listener of a survey holds its namespace.
+    path: Arc<Path>,
+    names: Arc<[String]>,
 }
 
 impl PartialEq for Netns {
@@ -293,8 +294,8 @@ impl Netns {
             fd: Arc::new(fd),
             dev,
             inode,
-            path: path.to_owned(),
-            names: Vec::new(),
+            path: Arc::from(path),
+            names: Arc::from([]),
         })
     }
 
