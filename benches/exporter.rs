@@ -26,6 +26,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::{median, ms, raise_fd_limit, time};
+
 const MIB: u64 = 1024;
 
 fn main() {
@@ -191,40 +193,7 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn time(command: &mut Command) -> Duration {
-    let start = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run");
-    let took = start.elapsed();
-    assert!(status.success(), "{command:?}: {status}");
-    took
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn fail(why: &str) -> ! {
     eprintln!("exporter bench: {why}");
     std::process::exit(2)
-}
-
-fn raise_fd_limit(want: usize) {
-    // SAFETY: rlimit is plain old data and the pointers are live locals.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max.max(want as libc::rlim_t);
-            limit.rlim_max = limit.rlim_cur;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }

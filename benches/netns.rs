@@ -14,10 +14,13 @@
 //! also covers the bench's own namespace, as the survey does. Each round runs both, in
 //! alternating order; the medians are compared. Other namespaces on the host count for both.
 
+mod support;
+
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+
+use support::{median, ms, time};
 
 fn main() {
     let (mut namespaces, mut listeners, mut rounds) = (40usize, 25usize, 15usize);
@@ -165,27 +168,6 @@ fn sandbox() {
         .status()
         .expect("run unshare");
     std::process::exit(status.code().unwrap_or(1));
-}
-
-fn time(command: &mut Command) -> Duration {
-    let start = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run");
-    let took = start.elapsed();
-    assert!(status.success(), "{command:?}: {status}");
-    took
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn fail(why: &str) -> ! {

@@ -14,8 +14,9 @@
 mod support;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+use support::{median, ms, raise_fd_limit, time};
 
 fn main() {
     let (mut listeners, mut rounds) = (10_000usize, 15usize);
@@ -94,40 +95,7 @@ fn main() {
     );
 }
 
-fn time(command: &mut Command) -> Duration {
-    let start = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run");
-    let took = start.elapsed();
-    assert!(status.success(), "{command:?}: {status}");
-    took
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
 fn fail(why: &str) -> ! {
     eprintln!("survey bench: {why}");
     std::process::exit(2)
-}
-
-fn raise_fd_limit(want: usize) {
-    // SAFETY: rlimit is plain old data and the pointers are live locals.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max.max(want as libc::rlim_t);
-            limit.rlim_max = limit.rlim_cur;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
