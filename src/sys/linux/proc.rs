@@ -32,24 +32,59 @@ pub(crate) enum SocketFds {
 
 /// The descriptors of `pid` that are sockets, from the `socket:[INODE]` links of
 /// `/proc/PID/fd`.
+///
+/// This runs once per descriptor of every process on the host, so it allocates nothing per
+/// descriptor: the directory is read with `readdir` and each link with `readlinkat` into a
+/// buffer on the stack.
 pub(crate) fn socket_fds(pid: u32) -> SocketFds {
-    let fds = match fs::read_dir(format!("/proc/{pid}/fd")) {
-        Ok(fds) => fds,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return SocketFds::Gone,
-        Err(e) => return SocketFds::Unreadable(e),
+    let Ok(path) = std::ffi::CString::new(format!("/proc/{pid}/fd")) else {
+        return SocketFds::Gone;
     };
+    // SAFETY: `path` is a NUL-terminated string that lives across the call.
+    let dir = unsafe { libc::opendir(path.as_ptr()) };
+    if dir.is_null() {
+        let err = io::Error::last_os_error();
+        return match err.kind() {
+            io::ErrorKind::NotFound => SocketFds::Gone,
+            _ if err.raw_os_error() == Some(libc::ESRCH) => SocketFds::Gone,
+            _ => SocketFds::Unreadable(err),
+        };
+    }
+    // SAFETY: `dir` is a stream opendir just returned.
+    let dirfd = unsafe { libc::dirfd(dir) };
     let mut found = Vec::new();
-    for fd in fds.flatten() {
-        let Ok(target) = fs::read_link(fd.path()) else {
+    loop {
+        // SAFETY: `dir` is open; readdir returns an entry that stays valid until the next
+        // readdir or closedir on this stream, which this loop does only after using it.
+        let entry = unsafe { libc::readdir(dir) };
+        if entry.is_null() {
+            break; // the end, or the process went away while it was read
+        }
+        // SAFETY: `d_name` of a live entry is a NUL-terminated name.
+        let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+        let Some(fd) = std::str::from_utf8(name.to_bytes())
+            .ok()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue; // "." and ".."
+        };
+        let mut link = [0u8; 64];
+        // SAFETY: `dirfd` is the open directory, `name` a NUL-terminated name, and `link` a
+        // live buffer of the length passed; readlinkat writes at most that many bytes.
+        let len =
+            unsafe { libc::readlinkat(dirfd, name.as_ptr(), link.as_mut_ptr().cast(), link.len()) };
+        let Ok(len) = usize::try_from(len) else {
             continue; // closed since the listing
         };
-        let Some(inode) = target.to_str().and_then(socket_inode) else {
-            continue;
-        };
-        if let Some(fd) = fd.file_name().to_str().and_then(|n| n.parse().ok()) {
+        if let Some(inode) = std::str::from_utf8(&link[..len])
+            .ok()
+            .and_then(socket_inode)
+        {
             found.push((fd, inode));
         }
     }
+    // SAFETY: `dir` is open and not used after this.
+    unsafe { libc::closedir(dir) };
     SocketFds::Found(found)
 }
 
