@@ -48,8 +48,10 @@
 //!   descriptor cannot be borrowed (or the caller is in a PID namespace the supervisor cannot
 //!   see), the call is carried out as the program made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
 //!   it works, with its own backlog.
-//! - Before Linux 6.9, a thread that is not its group's leader and has a descriptor table of
-//!   its own (`unshare(CLONE_FILES)`) is looked up in its leader's table.
+//! - Before Linux 6.9 (no `PIDFD_THREAD`), a thread that is not its group's leader and has a
+//!   descriptor table of its own (`unshare(CLONE_FILES)`) is looked up in its leader's table:
+//!   its descriptor number may name another socket there, which is then the one re-listened,
+//!   and the thread's own socket is not made to listen. Only the 6.9+ path is run here.
 //! - The supervisor closes each borrowed duplicate at once. Should the program close the same
 //!   descriptor from another thread meanwhile, and it is not a socket but a file whose last
 //!   close flushes (NFS, FUSE), that close waits as long as the flush does.

@@ -486,7 +486,7 @@ fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
             .and_then(|()| {
                 let socket = SockRef::from(socket);
                 match relisten {
-                    Some(backlog) => control::relisten(&socket, backlog),
+                    Some(backlog) => control::relisten_raising(&socket, backlog),
                     None => Ok(kept_backlog(&socket)),
                 }
             });

@@ -592,7 +592,7 @@ fn listen_on(socket: &OwnedFd, backlog: u32, (pid, fd): (u32, RawFd)) -> Result<
         }
         Err(e) => return Err(foreign("SO_ACCEPTCONN", e)),
     }
-    control::relisten(&socket, backlog).map_err(|e| match e {
+    control::relisten_raising(&socket, backlog).map_err(|e| match e {
         Error::Listen { source, .. } => foreign("listen", source),
         other => other,
     })

@@ -234,3 +234,32 @@ fn drops_per_listener_equal_the_namespace_listen_drops() {
         assert!(stats.to_string().contains("dropped"), "{stats}");
     });
 }
+
+#[test]
+fn relisten_at_the_maximum_never_lowers_after_the_limit_fell() {
+    if !own_netns("relisten_at_the_maximum_never_lowers_after_the_limit_fell") {
+        return;
+    }
+    in_netns(3000, || {
+        let listener = ListenerBuilder::new().bind("127.0.0.1:0").unwrap();
+        let addr = maxlisten::Address::Inet(listener.local_addr().unwrap());
+        assert_eq!(kernel_backlog(&listener), 3000);
+        // The administrator lowers the limit: a re-listen "at the maximum" would now apply
+        // 100, less than the socket has.
+        set_somaxconn(100);
+        let info = maxlisten::survey::survey()
+            .unwrap()
+            .listeners
+            .into_iter()
+            .find(|l| l.local == addr)
+            .unwrap();
+        let kept = maxlisten::survey::relisten(&info, u32::MAX).unwrap();
+        assert_eq!(kept.applied(), Some(3000));
+        assert_eq!(kernel_backlog(&listener), 3000);
+        assert_eq!(ss_send_q(listener.local_addr().unwrap().port()), 3000);
+        // Asked for less than it has: that is a request to lower, and it is carried out.
+        let lowered = maxlisten::survey::relisten(&info, 50).unwrap();
+        assert_eq!(lowered.applied(), Some(50));
+        assert_eq!(kernel_backlog(&listener), 50);
+    });
+}

@@ -54,11 +54,20 @@ pub(crate) fn socket_fds(pid: u32) -> SocketFds {
     let dirfd = unsafe { libc::dirfd(dir) };
     let mut found = Vec::new();
     loop {
+        set_errno(0);
         // SAFETY: `dir` is open; readdir returns an entry that stays valid until the next
         // readdir or closedir on this stream, which this loop does only after using it.
         let entry = unsafe { libc::readdir(dir) };
         if entry.is_null() {
-            break; // the end, or the process went away while it was read
+            // The end (errno untouched), or a failure partway: then the list is not whole.
+            let err = io::Error::last_os_error();
+            // SAFETY: `dir` is open and not used after this.
+            unsafe { libc::closedir(dir) };
+            return match err.raw_os_error() {
+                Some(0) | None => SocketFds::Found(found),
+                Some(libc::ENOENT) | Some(libc::ESRCH) => SocketFds::Gone,
+                Some(_) => SocketFds::Unreadable(err),
+            };
         }
         // SAFETY: `d_name` of a live entry is a NUL-terminated name.
         let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
@@ -83,9 +92,20 @@ pub(crate) fn socket_fds(pid: u32) -> SocketFds {
             found.push((fd, inode));
         }
     }
-    // SAFETY: `dir` is open and not used after this.
-    unsafe { libc::closedir(dir) };
-    SocketFds::Found(found)
+}
+
+/// Sets the calling thread's `errno` (readdir reports a failure only through it).
+fn set_errno(value: libc::c_int) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: __errno_location returns the calling thread's errno, valid for the thread's life.
+    unsafe {
+        *libc::__errno_location() = value
+    };
+    #[cfg(target_os = "android")]
+    // SAFETY: __errno returns the calling thread's errno, valid for the thread's life.
+    unsafe {
+        *libc::__errno() = value
+    };
 }
 
 /// The inode of a `socket:[INODE]` link target.
