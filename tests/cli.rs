@@ -306,6 +306,35 @@ fn survey_finds_python_and_node_servers_and_raise_takes_them_to_the_limit() {
         assert!(samples.contains_key("maxlisten_listener_queued"));
         assert!(samples.contains_key("maxlisten_listener_drops_total"));
 
+        // --all-below-limit with a backlog below some of them: those are left as they are
+        // (not refused, not lowered); the others would go to it.
+        let out = run(
+            &[
+                "raise",
+                "--all-below-limit",
+                "--backlog",
+                "1000",
+                "--dry-run",
+            ],
+            false,
+        );
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("backlog 4096, above the 1000 asked for; left as it is"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("511 → 1000 (dry run)"), "{stdout}");
+        // Named outright, the same is a lowering, refused as a whole.
+        let port = servers[0].port.to_string();
+        let out = run(&["raise", "--port", &port, "--backlog", "1000"], false);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("refused"),
+            "{out:?}"
+        );
+        assert_eq!(ss_send_q(servers[0].port), 4096);
+
         // A dry run changes nothing either.
         let out = run(&["raise", "--all-below-limit", "--dry-run"], false);
         assert!(out.status.success(), "{out:?}");

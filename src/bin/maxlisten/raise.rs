@@ -123,6 +123,19 @@ pub(crate) fn run(args: Args) -> ExitCode {
             }
         })
         .collect();
+    // With --all-below-limit, a listener already above the backlog asked for is not below it:
+    // it is left as it is, not lowered and not a reason to refuse the others.
+    let (plans, above): (Vec<Plan>, Vec<Plan>) = plans.into_iter().partition(|p| {
+        !(args.all_below_limit && !args.allow_lower && p.expected < p.listener.backlog)
+    });
+    for p in &above {
+        println!(
+            "{}: backlog {}, above the {} asked for; left as it is",
+            what(p.listener, &found),
+            p.listener.backlog,
+            p.expected
+        );
+    }
     // Nothing is lowered unless asked: refuse the whole run before any change.
     let lowering: Vec<&Plan> = plans
         .iter()
