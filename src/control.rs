@@ -3,7 +3,7 @@
 
 use socket2::{SockRef, Socket};
 
-use crate::{sys, Address, Backlog, BacklogSource, Error, QueueStats};
+use crate::{sys, Address, Backlog, Error, QueueStats};
 
 /// The system's cap on the backlog, as the OS reports it now: `None` where the OS has no such
 /// number (Windows) or it cannot be read.
@@ -149,9 +149,10 @@ pub(crate) fn relisten(socket: &Socket, backlog: u32) -> Result<Backlog, Error> 
 /// the kernel reports the backlog now and the system limit has fallen below it since the socket
 /// listened, `listen` is not called and the current reading is returned. A request below the
 /// current backlog is a request to lower it, and is carried out.
+#[cfg(unix)] // socket activation and the survey: Unix only
 pub(crate) fn relisten_raising(socket: &Socket, backlog: u32) -> Result<Backlog, Error> {
     let now = sys::applied_backlog(socket, backlog);
-    if let (BacklogSource::Kernel, Some(current), Some(limit)) =
+    if let (crate::BacklogSource::Kernel, Some(current), Some(limit)) =
         (now.source(), now.applied(), sys::system_limit())
     {
         let would = u32::try_from(sys::listen_arg(backlog))

@@ -93,10 +93,12 @@ pub(crate) use os::{
 #[cfg(windows)]
 pub(crate) use os::listen_note;
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) use unix::check_open_socket;
 #[cfg(unix)]
 pub(crate) use unix::{
-    check_open_socket, claim_inherited, inherited_claimed, lock_exclusive, set_cloexec,
-    set_unix_mode_before_bind, with_open_socket,
+    claim_inherited, inherited_claimed, lock_exclusive, set_cloexec, set_unix_mode_before_bind,
+    with_open_socket,
 };
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
