@@ -252,18 +252,34 @@ pub(crate) fn finish_unix_mode(
     path: &std::path::Path,
     mode: u32,
 ) -> io::Result<()> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
 
     #[allow(clippy::useless_conversion)] // mode_t is u16 on some targets
     let mode = u32::from(super::unix::check_mode(mode)?);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
-        .open(path)?;
+    // open(2) itself: std's OpenOptions fails on a socket file with musl (ENXIO) even with
+    // O_PATH, which opens the file without reading it.
+    let c_path = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(io::Error::other)?;
+    // SAFETY: `c_path` is a NUL-terminated path that lives across the call; the flags take no
+    // further argument.
+    let fd = unsafe {
+        libc::open(
+            c_path.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open just made `fd` for this process, and nothing else owns it.
+    let file = std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    });
     let meta = file.metadata()?;
     let replaced = || {
         io::Error::other(
-            "the path no longer names this socket's file (replaced after bind);              no mode was set on what is there",
+            "the path no longer names this socket's file (replaced after bind); no mode was set \
+             on what is there",
         )
     };
     if meta.mode() & libc::S_IFMT != libc::S_IFSOCK {
@@ -283,8 +299,16 @@ pub(crate) fn finish_unix_mode(
             ))
         }
     }
-    let by_fd = format!("/proc/self/fd/{}", file.as_raw_fd());
-    std::fs::set_permissions(by_fd, std::os::unix::fs::PermissionsExt::from_mode(mode))
+    // chmod(2) by the descriptor's /proc link: the kernel resolves it to the very file opened
+    // above. (std's set_permissions may open the path first, which fails on a socket with
+    // ENXIO on some libcs.)
+    let by_fd = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(io::Error::other)?;
+    // SAFETY: `by_fd` is a NUL-terminated path that lives across the call.
+    if unsafe { libc::chmod(by_fd.as_ptr(), mode as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The inode of a pidfd of this process, which systemd passes as `LISTEN_PIDFDID`; `None`
