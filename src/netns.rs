@@ -75,17 +75,24 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Netns {
-    fd: Arc<OwnedFd>,
+    // Shared, not copied: every listener of a survey holds its namespace (16 bytes each).
+    id: Arc<Id>,
+    names: Arc<[String]>,
+}
+
+/// What a [`Netns`] is: the open namespace file, its device and inode, and the path it was
+/// opened by.
+#[derive(Debug)]
+struct Id {
+    fd: OwnedFd,
     dev: u64,
     inode: u64,
-    // Shared, not copied: every listener of a survey holds its namespace.
-    path: Arc<Path>,
-    names: Arc<[String]>,
+    path: PathBuf,
 }
 
 impl PartialEq for Netns {
     fn eq(&self, other: &Netns) -> bool {
-        (self.dev, self.inode) == (other.dev, other.inode)
+        (self.id.dev, self.id.inode) == (other.id.dev, other.id.inode)
     }
 }
 
@@ -93,7 +100,7 @@ impl Eq for Netns {}
 
 impl fmt::Display for Netns {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({})", self.inode, self.path.display())
+        write!(f, "{} ({})", self.id.inode, self.id.path.display())
     }
 }
 
@@ -255,7 +262,7 @@ impl Netns {
 
     fn from_path(path: &Path, check: bool) -> Result<Netns, Error> {
         let mut ns = Netns::open_unnamed(path, check)?;
-        let (dev, inode) = (ns.dev, ns.inode);
+        let (dev, inode) = (ns.id.dev, ns.id.inode);
         ns.names = run_dir_names()
             .into_iter()
             .filter(|(_, id)| *id == (dev, inode))
@@ -291,10 +298,12 @@ impl Netns {
         }
         let (dev, inode) = raw::id(fd.as_fd()).map_err(|e| failed("fstat", e))?;
         Ok(Netns {
-            fd: Arc::new(fd),
-            dev,
-            inode,
-            path: Arc::from(path),
+            id: Arc::new(Id {
+                fd,
+                dev,
+                inode,
+                path: path.to_path_buf(),
+            }),
             names: Arc::from([]),
         })
     }
@@ -307,7 +316,7 @@ impl Netns {
     /// # Ok::<(), maxlisten::Error>(())
     /// ```
     pub fn inode(&self) -> u64 {
-        self.inode
+        self.id.inode
     }
 
     /// The device of the namespace file system (`st_dev`); with [`inode`](Netns::inode), the
@@ -320,7 +329,7 @@ impl Netns {
     /// # Ok::<(), maxlisten::Error>(())
     /// ```
     pub fn dev(&self) -> u64 {
-        self.dev
+        self.id.dev
     }
 
     /// The path it was opened by (for one found by [`Netns::all`], the first process or bind
@@ -332,7 +341,7 @@ impl Netns {
     /// # Ok::<(), maxlisten::Error>(())
     /// ```
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.id.path
     }
 
     /// Its `ip netns` names: the entries of `/run/netns` that are bind mounts of it, in
@@ -356,7 +365,7 @@ impl Netns {
     /// # Ok::<(), maxlisten::Error>(())
     /// ```
     pub fn is_current(&self) -> bool {
-        raw::current_id().is_ok_and(|id| id == (self.dev, self.inode))
+        raw::current_id().is_ok_and(|id| id == (self.id.dev, self.id.inode))
     }
 
     /// Runs `f` inside this namespace and returns what it returns.
@@ -384,7 +393,7 @@ impl Netns {
         if self.is_current() {
             return Ok(f());
         }
-        raw::run_inside(self.fd.as_fd(), f).map_err(|source| Error::Namespace {
+        raw::run_inside(self.id.fd.as_fd(), f).map_err(|source| Error::Namespace {
             netns: self.to_string(),
             step: "setns",
             source,
@@ -419,7 +428,7 @@ impl Netns {
         if namespaces.iter().all(Netns::is_current) {
             return Ok(namespaces.iter().map(|ns| Ok(f(ns))).collect());
         }
-        let fds: Vec<_> = namespaces.iter().map(|ns| ns.fd.as_fd()).collect();
+        let fds: Vec<_> = namespaces.iter().map(|ns| ns.id.fd.as_fd()).collect();
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let results =
             raw::run_inside_each(&fds, workers, |i| f(&namespaces[i])).map_err(|source| {
@@ -543,7 +552,7 @@ impl Netns {
                 };
                 match Netns::open_unnamed(&path, false) {
                     Ok(ns) => {
-                        found.entry((ns.dev, ns.inode)).or_insert(ns);
+                        found.entry((ns.id.dev, ns.id.inode)).or_insert(ns);
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         seen_inodes.remove(&inode);
@@ -563,7 +572,7 @@ impl Netns {
             }
             match Netns::open_unnamed(&Path::new(RUN_DIR).join(name), true) {
                 Ok(ns) => {
-                    found.entry((ns.dev, ns.inode)).or_insert(ns);
+                    found.entry((ns.id.dev, ns.id.inode)).or_insert(ns);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => all.vanished += 1,
                 // A stale file whose mount is gone is not a namespace: nothing to count.
@@ -575,11 +584,11 @@ impl Netns {
         for ns in &mut namespaces {
             ns.names = names
                 .iter()
-                .filter(|(_, id)| *id == (ns.dev, ns.inode))
+                .filter(|(_, id)| *id == (ns.id.dev, ns.id.inode))
                 .map(|(name, _)| name.clone())
                 .collect();
         }
-        namespaces.sort_by_key(|ns| (ns.inode, ns.dev));
+        namespaces.sort_by_key(|ns| (ns.id.inode, ns.id.dev));
         all.namespaces = namespaces;
         Ok(all)
     }

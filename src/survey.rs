@@ -54,12 +54,23 @@ pub enum Proto {
     Unix,
 }
 
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Proto {
+    /// Its name in the survey's output: `tcp` or `unix` (what `Display` writes).
+    ///
+    /// ```
+    /// assert_eq!(maxlisten::survey::Proto::Tcp.as_str(), "tcp");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
             Proto::Tcp => "tcp",
             Proto::Unix => "unix",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -367,9 +378,12 @@ fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: usize) -> Survey 
         .flat_map(|(_, inside)| inside.tcp.iter().chain(&inside.unix).map(|l| l.inode))
         .collect();
     let (mut owners, unreadable_pids) = owners(&wanted);
-    let mut cgroups: HashMap<u32, Option<String>> = HashMap::new();
+    let count = wanted.len();
+    drop(wanted);
+    // Each process's cgroup and container, read and parsed once however many it holds.
+    let mut cgroups: HashMap<u32, (Option<String>, Option<Container>)> = HashMap::new();
     // Exactly as many as were read: a doubling Vec of 10,000 listeners holds room for 16,384.
-    let mut listeners = Vec::with_capacity(wanted.len());
+    let mut listeners = Vec::with_capacity(count);
     let mut namespaces = Vec::with_capacity(read.len());
     for (ns, inside) in read {
         let limit = inside.limit;
@@ -382,16 +396,15 @@ fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: usize) -> Survey 
         for (proto, l) in found {
             let mut processes = owners.remove(&l.inode).unwrap_or_default();
             for owner in &mut processes {
-                let cgroup = cgroups
-                    .entry(owner.pid)
-                    .or_insert_with(|| {
-                        proc::cgroup(owner.pid)
-                            .ok()
-                            .and_then(|text| container::cgroup_path(&text))
-                    })
-                    .clone();
-                owner.container = cgroup.as_deref().and_then(Container::from_cgroup);
-                owner.cgroup = cgroup;
+                let (cgroup, container) = cgroups.entry(owner.pid).or_insert_with(|| {
+                    let cgroup = proc::cgroup(owner.pid)
+                        .ok()
+                        .and_then(|text| container::cgroup_path(&text));
+                    let container = cgroup.as_deref().and_then(Container::from_cgroup);
+                    (cgroup, container)
+                });
+                owner.cgroup = cgroup.clone();
+                owner.container = container.clone();
             }
             listeners.push(ListenerInfo {
                 proto,

@@ -34,7 +34,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::{watch, Semaphore};
 
 use http_body_util::{Either, Full};
-use maxlisten::survey::{ListenerInfo, Survey};
+use maxlisten::survey::Survey;
 
 use crate::filters::{Filters, Scope};
 use crate::render;
@@ -71,23 +71,17 @@ pub(crate) fn run(args: Args) -> ExitCode {
     let selector = args.filters.selector().below_limit(args.below_limit);
     let scope = args.scope;
     let collect = move || {
-        let found = scope.survey().map_err(|e| render::chain(&e))?;
-        let shown: Vec<usize> = (0..found.listeners.len())
-            .filter(|&i| selector.matches(&found.listeners[i]))
-            .collect();
-        let labels = render::prometheus::listener_labels(&pick(&found, &shown));
-        Ok(Collected {
-            found,
-            shown,
-            labels,
-        })
+        let mut found = scope.survey().map_err(|e| render::chain(&e))?;
+        // What the body needs of the listeners goes into `listeners`, and the survey's own
+        // (their owners, cgroups and namespaces) are dropped as that is made.
+        let listeners = render::prometheus::Listeners::new(
+            std::mem::take(&mut found.listeners)
+                .into_iter()
+                .filter(|l| selector.matches(l)),
+        );
+        Ok(Collected { found, listeners })
     };
     serve_with(&args.listen, Arc::new(collect))
-}
-
-/// The listeners at `indices` of a survey.
-fn pick<'a>(found: &'a Survey, indices: &[usize]) -> Vec<&'a ListenerInfo> {
-    indices.iter().map(|&i| &found.listeners[i]).collect()
 }
 
 /// Connections served at once.
@@ -107,12 +101,11 @@ const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// (4 MiB for 10,000 listeners) never sits in memory.
 const PIECE: usize = 64 * 1024;
 
-/// What a collection found: the survey, the listeners the filters chose (indices), and their
-/// which of them get their inode as a label (render::prometheus::listener_labels).
+/// What a collection found: the survey's namespaces and what it could not read (`found`,
+/// without its listeners), and the samples of the listeners the filters chose.
 pub(crate) struct Collected {
     found: Survey,
-    shown: Vec<usize>,
-    labels: Vec<bool>,
+    listeners: render::prometheus::Listeners,
 }
 
 /// One collection's outcome, shared by every scrape that waited for it.
@@ -145,12 +138,10 @@ impl Body for MetricsBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         if let (false, Some(c)) = (this.rendered, &this.scrape.collected) {
-            let shown = pick(&c.found, &c.shown);
             let mut piece = String::with_capacity(PIECE + 512);
             let more = render::prometheus::render(
                 &c.found,
-                &shown,
-                &c.labels,
+                &c.listeners,
                 &mut this.cursor,
                 &mut piece,
                 PIECE,

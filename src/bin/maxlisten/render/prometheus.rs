@@ -9,11 +9,14 @@
 //! (`\\`, `\n`); metric and label names of the allowed characters; `_total` only on counters;
 //! no two samples of a family with the same labels.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt::Write;
-use std::hash::{Hash, Hasher};
+
+use std::net::{SocketAddr, SocketAddrV4};
 
 use maxlisten::survey::{ListenerInfo, Survey};
+use maxlisten::Address;
 
 /// A text-format writer: families, then their samples.
 pub(crate) struct Encoder {
@@ -49,7 +52,10 @@ impl Encoder {
                 if i > 0 {
                     self.out.push(',');
                 }
-                let _ = write!(self.out, "{label}=\"{}\"", escape_label_value(value));
+                self.out.push_str(label);
+                self.out.push_str("=\"");
+                push_escaped(&mut self.out, value);
+                self.out.push('"');
             }
             self.out.push('}');
         }
@@ -71,20 +77,6 @@ fn header(out: &mut String, name: &str, kind: Kind, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
-/// A label value as the format wants it: backslash, double quote and line feed escaped.
-pub(crate) fn escape_label_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// `[a-zA-Z_:][a-zA-Z0-9_:]*` for metric names, the same without `:` for label names.
 fn valid_name(name: &str, metric: bool) -> bool {
     let ok = |c: char, first: bool| {
@@ -98,38 +90,34 @@ fn valid_name(name: &str, metric: bool) -> bool {
 }
 
 /// A per-listener family: name, kind, help, and the value for a listener (`None`: no sample).
-type ListenerFamily = (
-    &'static str,
-    Kind,
-    &'static str,
-    fn(&ListenerInfo) -> Option<f64>,
-);
+/// Every value is a whole number, written as one (no float formatting per sample).
+type ListenerFamily = (&'static str, Kind, &'static str, fn(&Values) -> Option<u64>);
 
 const LISTENER_FAMILIES: [ListenerFamily; 4] = [
     (
         "maxlisten_listener_backlog",
         Kind::Gauge,
         "The accept backlog the kernel applies to the listener.",
-        |l| Some(f64::from(l.backlog)),
+        |l| Some(u64::from(l.backlog)),
     ),
     (
         "maxlisten_listener_queued",
         Kind::Gauge,
         "Connections waiting in the listener's accept queue.",
-        |l| Some(f64::from(l.queued)),
+        |l| Some(u64::from(l.queued)),
     ),
     (
         "maxlisten_listener_drops_total",
         Kind::Counter,
         "SYNs and handshake ACKs the kernel dropped on the listener (its sk_drops: a full \
          accept or SYN queue, or another reason to drop), since the socket was made.",
-        |l| l.drops.map(|d| d as f64),
+        |l| l.drops,
     ),
     (
         "maxlisten_listener_below_limit",
         Kind::Gauge,
         "1 if the listener's backlog is below its network namespace's net.core.somaxconn.",
-        |l| Some(if l.below_limit { 1.0 } else { 0.0 }),
+        |l| Some(u64::from(l.below_limit)),
     ),
 ];
 
@@ -138,12 +126,11 @@ const LISTENER_FAMILIES: [ListenerFamily; 4] = [
 /// otherwise share them all); per namespace its limit, its names and its `TcpExt` counters; and
 /// what could not be read.
 pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
-    let labels = listener_labels(shown);
+    let listeners = Listeners::new(shown.iter().copied());
     let mut out = String::new();
     render(
         found,
-        shown,
-        &labels,
+        &listeners,
         &mut Cursor::default(),
         &mut out,
         usize::MAX,
@@ -151,36 +138,97 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
     out
 }
 
-/// Which of `shown` share every label with another listener (SO_REUSEPORT, or two non-UTF-8
-/// paths that display alike) and so get their `inode` too, so that every sample's labels are
-/// unique. The labels themselves are written as each sample is ([`write_labels`]): holding
-/// them for 10,000 listeners would cost a megabyte.
-pub(crate) fn listener_labels(shown: &[&ListenerInfo]) -> Vec<bool> {
-    let mut text = String::new();
-    let hashes: Vec<u64> = shown
-        .iter()
-        .map(|l| {
-            text.clear();
-            write_labels(&mut text, l, false);
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            text.hash(&mut hasher);
-            hasher.finish()
-        })
-        .collect();
-    let mut seen: HashMap<u64, u32> = HashMap::with_capacity(hashes.len());
-    for hash in &hashes {
-        *seen.entry(*hash).or_default() += 1;
+/// What the listener families need of the listeners a survey shows, made once per collection:
+/// each listener's labels, written out and escaped, and its values.
+///
+/// Every sample of a listener (four families) copies its labels from here, so they are written
+/// once, not once per family: a scrape of 10,000 listeners spent most of its time writing
+/// labels, in `fmt` and in many small copies (musl's `memcpy` is slow for those; see the
+/// exporter benchmark). It holds about 150 bytes a listener, 1.5 MiB for 10,000, and nothing
+/// of the survey, whose listeners the exporter drops as they are read.
+pub(crate) struct Listeners {
+    /// Every listener's labels, one after another.
+    labels: String,
+    /// Where each listener's labels end in `labels`.
+    ends: Vec<usize>,
+    values: Vec<Values>,
+}
+
+/// A listener's values, and its inode if it is a label too.
+pub(crate) struct Values {
+    backlog: u32,
+    queued: u32,
+    drops: Option<u64>,
+    below_limit: bool,
+    /// For a listener that shares every other label with another (SO_REUSEPORT, or two
+    /// non-UTF-8 paths that display alike), so that every sample's labels are unique.
+    shared: bool,
+    inode: u64,
+}
+
+impl Listeners {
+    /// The samples of `shown`, in their order. Given the listeners themselves (not
+    /// references), each is dropped once read, so that a survey and its samples are not both
+    /// held whole (the exporter's peak memory).
+    pub(crate) fn new<L: Borrow<ListenerInfo>>(shown: impl IntoIterator<Item = L>) -> Listeners {
+        let shown = shown.into_iter();
+        let room = shown.size_hint().1.unwrap_or(0);
+        let mut this = Listeners {
+            labels: String::with_capacity(room * 100),
+            ends: Vec::with_capacity(room),
+            values: Vec::with_capacity(room),
+        };
+        for l in shown {
+            let l = l.borrow();
+            write_labels(&mut this.labels, l);
+            this.ends.push(this.labels.len());
+            this.values.push(Values {
+                backlog: l.backlog,
+                queued: l.queued,
+                drops: l.drops,
+                below_limit: l.below_limit,
+                shared: false,
+                inode: l.inode,
+            });
+        }
+        let mut seen: HashMap<&str, u32> = HashMap::with_capacity(this.ends.len());
+        for i in 0..this.ends.len() {
+            *seen.entry(this.labels_of(i)).or_default() += 1;
+        }
+        let shared: Vec<bool> = (0..this.ends.len())
+            .map(|i| seen[this.labels_of(i)] > 1)
+            .collect();
+        drop(seen);
+        for (values, shared) in this.values.iter_mut().zip(shared) {
+            values.shared = shared;
+        }
+        this
     }
-    hashes.iter().map(|hash| seen[hash] > 1).collect()
+
+    fn labels_of(&self, i: usize) -> &str {
+        let start = i.checked_sub(1).map_or(0, |j| self.ends[j]);
+        &self.labels[start..self.ends[i]]
+    }
 }
 
 /// One listener's labels, escaped: `netns="…",proto="…",local="…",command="…",container="…",
-/// pod="…"`, and `,inode="…"` if `shared`.
-fn write_labels(out: &mut String, l: &ListenerInfo, shared: bool) {
+/// pod="…"`. Each piece is written directly (numbers with `itoa`, an IPv4 address through
+/// [`push_ipv4`]), without `fmt` and, for an IP listener, without an allocation.
+fn write_labels(out: &mut String, l: &ListenerInfo) {
     let first = l.processes.first();
     let container = first.and_then(|o| o.container.as_ref());
-    let _ = write!(out, "netns=\"{}\",proto=\"{}\",local=\"", l.netns, l.proto);
-    push_escaped(out, &l.local_name());
+    let mut number = itoa::Buffer::new();
+    out.push_str("netns=\"");
+    out.push_str(number.format(l.netns));
+    out.push_str("\",proto=\"");
+    out.push_str(l.proto.as_str());
+    out.push_str("\",local=\"");
+    match (&l.local, &l.device) {
+        // An IPv4 address has nothing to escape.
+        (Address::Inet(SocketAddr::V4(v4)), _) => push_ipv4(out, v4),
+        // The rest (IPv6 with its scope, paths, abstract names) as `local_name` writes them.
+        _ => push_escaped(out, &l.local_name()),
+    }
     out.push_str("\",command=\"");
     push_escaped(out, first.map_or("", |o| o.command.as_str()));
     out.push_str("\",container=\"");
@@ -188,21 +236,43 @@ fn write_labels(out: &mut String, l: &ListenerInfo, shared: bool) {
     out.push_str("\",pod=\"");
     push_escaped(out, container.and_then(|c| c.pod.as_deref()).unwrap_or(""));
     out.push('"');
-    if shared {
-        let _ = write!(out, ",inode=\"{}\"", l.inode);
-    }
 }
 
-/// [`escape_label_value`] without a String of its own.
-fn push_escaped(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+/// `a.b.c.d:port`, as `SocketAddrV4`'s `Display` writes it, in one copy.
+fn push_ipv4(out: &mut String, addr: &SocketAddrV4) {
+    // The longest: "255.255.255.255:65535".
+    let mut text = [0u8; 21];
+    let mut len = 0;
+    let [a, b, c, d] = addr.ip().octets();
+    let mut digits = itoa::Buffer::new();
+    for (n, after) in [(a, b'.'), (b, b'.'), (c, b'.'), (d, b':')] {
+        for &digit in digits.format(n).as_bytes().iter().chain([&after]) {
+            text[len] = digit;
+            len += 1;
         }
     }
+    for &digit in digits.format(addr.port()).as_bytes() {
+        text[len] = digit;
+        len += 1;
+    }
+    // Only ASCII digits, dots and a colon were written.
+    out.push_str(std::str::from_utf8(&text[..len]).unwrap_or_default());
+}
+
+/// Appends `value` escaped as a label value (backslash, double quote, line feed); the runs
+/// between characters to escape are copied whole.
+fn push_escaped(out: &mut String, value: &str) {
+    let mut rest = value;
+    while let Some(at) = rest.find(['\\', '"', '\n']) {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'\\' => "\\\\",
+            b'"' => "\\\"",
+            _ => "\\n",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
 }
 
 /// How far [`render`] has got through a survey's text.
@@ -215,33 +285,39 @@ pub(crate) struct Cursor {
 
 /// Appends the survey's text from `cursor` on to `out`, stopping once `out` holds `budget`
 /// bytes or more (so that a large survey can be sent in pieces); returns whether text remains.
-/// `shared` is [`listener_labels`] of `shown`.
+/// `listeners` are the listeners shown ([`Listeners::new`]); `found` gives the namespaces and
+/// what could not be read (its listeners are not read).
 pub(crate) fn render(
     found: &Survey,
-    shown: &[&ListenerInfo],
-    shared: &[bool],
+    listeners: &Listeners,
     cursor: &mut Cursor,
     out: &mut String,
     budget: usize,
 ) -> bool {
+    let mut number = itoa::Buffer::new();
     while let Some(&(name, kind, help, value)) = LISTENER_FAMILIES.get(cursor.family) {
         if !cursor.started {
             header(out, name, kind, help);
             cursor.started = true;
         }
-        while let (Some(l), Some(&shared)) =
-            (shown.get(cursor.listener), shared.get(cursor.listener))
-        {
+        while let Some(values) = listeners.values.get(cursor.listener) {
             if out.len() >= budget {
                 return true;
             }
-            cursor.listener += 1;
-            if let Some(v) = value(l) {
+            if let Some(v) = value(values) {
                 out.push_str(name);
                 out.push('{');
-                write_labels(out, l, shared);
-                let _ = writeln!(out, "}} {v}");
+                out.push_str(listeners.labels_of(cursor.listener));
+                if values.shared {
+                    out.push_str(",inode=\"");
+                    out.push_str(number.format(values.inode));
+                    out.push('"');
+                }
+                out.push_str("} ");
+                out.push_str(number.format(v));
+                out.push('\n');
             }
+            cursor.listener += 1;
         }
         cursor.family += 1;
         cursor.listener = 0;
@@ -344,6 +420,13 @@ mod tests {
     use super::*;
     use crate::render::sample;
 
+    /// A label value as the format wants it: backslash, double quote and line feed escaped.
+    fn escape_label_value(value: &str) -> String {
+        let mut out = String::with_capacity(value.len());
+        push_escaped(&mut out, value);
+        out
+    }
+
     #[test]
     fn label_values_and_help_are_escaped() {
         assert_eq!(escape_label_value(r#"a"b\c"#), r#"a\"b\\c"#);
@@ -365,6 +448,19 @@ mod tests {
              m_total{a=\"x\\\"y\",b=\"\\\\\\n\"} 3\n\
              # HELP g plain\n# TYPE g gauge\ng 0.5\n"
         );
+    }
+
+    #[test]
+    fn ipv4_addresses_are_written_as_display_writes_them() {
+        let mut text = String::new();
+        for a in [0u8, 1, 9, 10, 99, 100, 127, 255] {
+            for port in [0u16, 7, 80, 443, 8080, 19974, 65535] {
+                let addr = SocketAddrV4::new(std::net::Ipv4Addr::new(a, 255 - a, a / 2, 1), port);
+                text.clear();
+                push_ipv4(&mut text, &addr);
+                assert_eq!(text, addr.to_string());
+            }
+        }
     }
 
     #[test]
@@ -498,19 +594,12 @@ mod tests {
         let sample = sample::make("prometheus-pieces");
         let mine = sample.mine();
         let whole = survey(&sample.survey, &mine);
-        let labels = listener_labels(&mine);
+        let listeners = Listeners::new(mine.iter().copied());
         for budget in [1, 40, 4096] {
             let (mut cursor, mut text, mut pieces) = (Cursor::default(), String::new(), 0);
             loop {
                 let mut piece = String::new();
-                let more = render(
-                    &sample.survey,
-                    &mine,
-                    &labels,
-                    &mut cursor,
-                    &mut piece,
-                    budget,
-                );
+                let more = render(&sample.survey, &listeners, &mut cursor, &mut piece, budget);
                 text.push_str(&piece);
                 pieces += 1;
                 if !more {
