@@ -125,11 +125,11 @@ pub struct ListenCounters {
 /// What [`Netns::all`] found.
 ///
 /// ```
-/// # if unsafe { libc::geteuid() } == 0 {
-/// let all = maxlisten::netns::Netns::all()?;
-/// let mine = maxlisten::netns::Netns::current()?;
-/// assert!(all.namespaces.contains(&mine));
-/// # }
+/// match maxlisten::netns::Netns::all() {
+///     Ok(all) => assert!(all.namespaces.contains(&maxlisten::netns::Netns::current()?)),
+///     // Without CAP_SYS_PTRACE and CAP_SYS_ADMIN (not root): refused, naming what is missing.
+///     Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}"),
+/// }
 /// # Ok::<(), maxlisten::Error>(())
 /// ```
 #[non_exhaustive]
@@ -500,12 +500,18 @@ impl Netns {
     /// `NotFound` when `/proc` cannot be listed.
     ///
     /// ```
-    /// # if unsafe { libc::geteuid() } == 0 {
-    /// let all = maxlisten::netns::Netns::all()?;
-    /// for ns in &all.namespaces {
-    ///     println!("{} {:?} somaxconn {:?}", ns.inode(), ns.names(), ns.limit()?);
+    /// match maxlisten::netns::Netns::all() {
+    ///     Ok(all) => {
+    ///         for ns in &all.namespaces {
+    ///             println!("{} {:?} somaxconn {:?}", ns.inode(), ns.names(), ns.limit()?);
+    ///         }
+    ///     }
+    ///     Err(err) => {
+    ///         // Not root: the message names the capability that is missing.
+    ///         assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    ///         assert!(err.to_string().contains("CAP_SYS_"), "{err}");
+    ///     }
     /// }
-    /// # }
     /// # Ok::<(), maxlisten::Error>(())
     /// ```
     pub fn all() -> Result<Namespaces, Error> {
