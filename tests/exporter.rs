@@ -353,6 +353,7 @@ fn fifty_concurrent_scrapes_share_collections() {
     }
     in_netns(4096, || {
         // Enough listeners that a collection takes a while, so scrapes overlap.
+        common::allow_open_files(2000 + 256);
         let _held: Vec<TcpListener> = (0..2000)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
@@ -508,6 +509,7 @@ fn many_scrapes_do_not_grow_its_memory() {
         return;
     }
     in_netns(4096, || {
+        common::allow_open_files(1000 + 256);
         let _held: Vec<TcpListener> = (0..1000)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();

@@ -467,6 +467,26 @@ pub fn ss_unix_in(netns: Option<&str>, local: &str) -> (u32, u32) {
     (field(2), field(3))
 }
 
+/// Raises this process's soft limit of open descriptors to its hard limit (no privilege
+/// needed), for a test that holds `need` descriptors at once: a login's soft limit is often
+/// 1024. Fails, naming both, if the hard limit is below `need`.
+pub fn allow_open_files(need: u64) {
+    // SAFETY: rlimit is plain old data; all zeroes is a valid value.
+    let mut limit: libc::rlimit = unsafe { mem::zeroed() };
+    // SAFETY: `limit` is a live local the kernel writes.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0, "getrlimit: {}", io::Error::last_os_error());
+    assert!(
+        limit.rlim_max >= need,
+        "the test holds {need} descriptors; RLIMIT_NOFILE's hard limit is {}",
+        limit.rlim_max
+    );
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a live, initialised rlimit.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0, "setrlimit: {}", io::Error::last_os_error());
+}
+
 /// A fresh directory for the test's socket files.
 pub fn temp_dir(test: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("maxlisten-{test}-{}", std::process::id()));
