@@ -10,12 +10,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 
 use common::namespaces::{
     servers, three, unix_answers, unix_path, unshared, Fixture, Kind, CRI_ID, DOCKER_ID, NODE, POD,
     PY,
 };
+use common::process::Killed;
 use common::{is_host_root, own_netns, require_root};
 use maxlisten::container::Runtime;
 use maxlisten::netns::Netns;
@@ -175,6 +176,23 @@ fn survey_netns_by_name_sees_only_that_namespace() {
     assert!(found.listeners.iter().all(|l| l.netns == fixture.inode()));
 }
 
+/// Starts `command` with pipes to its stdin and from its stdout: the process (killed on drop),
+/// its stdin, its stdout and the first line it printed.
+fn talking(mut command: Command) -> (Killed, ChildStdin, BufReader<ChildStdout>, String) {
+    let mut child = Killed(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}")),
+    );
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    (child, stdin, stdout, line)
+}
+
 /// A Python server in its own namespace that, told to on stdin, opens a second listener and
 /// moves it onto the first one's descriptor number (keeping the first open elsewhere).
 const SWAPPER: &str = r#"
@@ -194,16 +212,9 @@ fn a_reused_descriptor_is_refused_and_both_sockets_are_left_alone() {
     if !own_netns("a_reused_descriptor_is_refused_and_both_sockets_are_left_alone") {
         return;
     }
-    let mut child = unshared(None, &["python3", "-c", SWAPPER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, mut stdin, mut stdout, mut line) =
+        talking(unshared(None, &["python3", "-c", SWAPPER]));
     let pid = child.id();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
     let fd: i32 = line.trim().parse().unwrap();
 
     let ns = Netns::of_pid(pid).unwrap();
@@ -268,16 +279,9 @@ fn relisten_tries_every_holder_until_one_works() {
     if !own_netns("relisten_tries_every_holder_until_one_works") {
         return;
     }
-    let mut child = unshared(Some(3000), &["python3", "-c", FORKER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, mut stdin, mut stdout, mut line) =
+        talking(unshared(Some(3000), &["python3", "-c", FORKER]));
     let pid = child.id();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
     let forked: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
 
     let ns = Netns::of_pid(pid).unwrap();

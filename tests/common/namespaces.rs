@@ -34,32 +34,24 @@ pub enum Server {
     PythonUnix { path: String, backlog: i32 },
 }
 
-const PYTHON_TCP: &str = r#"
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(int(sys.argv[2]))
-print(sys.argv[3], flush=True)
-while True:
-    c, _ = s.accept()
-    try:
-        c.sendall(b"hello\n")
-    except OSError:
-        pass  # a client that left first
-    c.close()
-"#;
-
-const PYTHON_UNIX: &str = r#"
+/// A Python server: `python3 -c PYTHON WHERE BACKLOG READY` listens on 127.0.0.1:WHERE, or on
+/// the Unix path WHERE (a stale file there removed first), prints READY and answers "hello\n".
+const PYTHON: &str = r#"
 import os, socket, sys
-try:
-    os.unlink(sys.argv[1])
-except FileNotFoundError:
-    pass
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1])
-s.listen(int(sys.argv[2]))
-print(sys.argv[3], flush=True)
+where, backlog, ready = sys.argv[1:4]
+if where.startswith("/"):
+    try:
+        os.unlink(where)
+    except FileNotFoundError:
+        pass
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(where)
+else:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(where)))
+s.listen(int(backlog))
+print(ready, flush=True)
 while True:
     c, _ = s.accept()
     try:
@@ -80,14 +72,17 @@ impl Server {
     fn command(&self, ready: &str) -> String {
         match self {
             Server::PythonTcp { port, backlog } => {
-                format!("python3 -c {} {port} {backlog} {ready}", quote(PYTHON_TCP))
+                format!("python3 -c {} {port} {backlog} {ready}", quote(PYTHON))
             }
             Server::NodeTcp { port } => format!("node -e {} {port} {ready}", quote(NODE_TCP)),
-            Server::PythonUnix { path, backlog } => format!(
-                "python3 -c {} {} {backlog} {ready}",
-                quote(PYTHON_UNIX),
-                quote(path)
-            ),
+            Server::PythonUnix { path, backlog } => {
+                assert!(path.starts_with('/'), "a Unix path: {path}");
+                format!(
+                    "python3 -c {} {} {backlog} {ready}",
+                    quote(PYTHON),
+                    quote(path)
+                )
+            }
         }
     }
 }
