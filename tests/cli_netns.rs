@@ -20,10 +20,13 @@ use common::namespaces::{
     three, unix_answers, unix_path, Fixture, Kind, Server, CRI_ID, DOCKER_ID, NODE, POD, PY,
 };
 use common::process::{as_nobody, started, text, Killed};
-use common::{is_host_root, own_sandbox, require_root};
+use common::{is_host_root, needs_root, own_sandbox};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
+/// Why a test needs root.
+const CGROUPS: &str = "needs root: it makes cgroups in the host's cgroup tree";
+const NOBODY: &str = "needs root: it runs the command as a second user (nobody)";
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -65,8 +68,7 @@ fn listeners_of(doc: &Value, inode: u64) -> Vec<Value> {
 #[test]
 fn survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup() {
     const TEST: &str = "survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup";
-    // Root: it makes cgroups in the host's cgroup tree.
-    if !require_root(TEST) || !own_sandbox(TEST) {
+    if !needs_root(TEST, CGROUPS) || !own_sandbox(TEST) {
         return;
     }
     let (cgroups, fixtures) = start("survey");
@@ -360,8 +362,7 @@ fn raise_all_namespaces_brings_each_to_its_own_limit_once() {
 #[test]
 fn without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing() {
     const TEST: &str = "without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing";
-    // Root: it runs the command as a second user, nobody.
-    if !require_root(TEST) || !own_sandbox(TEST) {
+    if !needs_root(TEST, NOBODY) || !own_sandbox(TEST) {
         return;
     }
     let fixture = Fixture::start(
@@ -407,8 +408,7 @@ fn without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing() {
 #[test]
 fn a_holder_hidden_by_hidepid_is_reported_as_such() {
     const TEST: &str = "a_holder_hidden_by_hidepid_is_reported_as_such";
-    // Root: nobody's survey must not see root's processes.
-    if !require_root(TEST) || !own_sandbox(TEST) {
+    if !needs_root(TEST, NOBODY) || !own_sandbox(TEST) {
         return;
     }
     // This sandbox's own /proc, remounted as a hardened host mounts it.

@@ -15,7 +15,7 @@ use std::io::Read;
 
 use common::namespaces::{Fixture, Kind, Server};
 use common::process::{as_nobody, text};
-use common::{own_netns, own_sandbox, require_root, USERNS_MARK};
+use common::{needs_root, own_netns, own_sandbox, USERNS_MARK};
 use maxlisten::netns::Netns;
 
 const PORT: u16 = 8080;
@@ -169,8 +169,10 @@ fn a_held_namespace_outlives_its_processes() {
 
 #[test]
 fn without_privilege_entering_and_listing_fail_naming_what_is_missing() {
-    // Root: it runs the checks as a second user, nobody.
-    if !require_root("without_privilege_entering_and_listing_fail") {
+    if !needs_root(
+        "without_privilege_entering_and_listing_fail",
+        "needs root: it runs the checks as a second user (nobody)",
+    ) {
         return;
     }
     if std::env::var_os("MAXLISTEN_UNPRIVILEGED_CHILD").is_some() {
@@ -299,9 +301,12 @@ const FOR_ANY_USER: [&str; 6] = [
 
 #[test]
 fn as_nobody_the_others_run_in_user_namespaces() {
-    // Root: it runs them as a second user, nobody (CI runs as root, and so would never take
-    // the path that other users take).
-    if !require_root("as_nobody_the_others_run_in_user_namespaces") {
+    // CI runs as root, and so would never take the path that other users take.
+    if !needs_root(
+        "as_nobody_the_others_run_in_user_namespaces",
+        "needs root: it runs the others as a second user (nobody); as this user they took the \
+         user namespace path themselves",
+    ) {
         return;
     }
     if std::env::var_os("MAXLISTEN_UNPRIVILEGED_CHILD").is_some() {

@@ -17,7 +17,7 @@ use common::namespaces::{
     PY,
 };
 use common::process::Killed;
-use common::{is_host_root, own_netns, require_root};
+use common::{is_host_root, needs_root, own_netns};
 use maxlisten::container::Runtime;
 use maxlisten::netns::Netns;
 use maxlisten::survey::{self, ListenerInfo, Proto};
@@ -42,8 +42,10 @@ fn survey_all_lists_each_namespace_with_its_limit_and_owners() {
 
 #[test]
 fn survey_all_names_each_owner_s_cgroup_and_container() {
-    // Root: it makes cgroups in the host's cgroup tree.
-    if require_root("survey_all_names_each_owner_s_cgroup_and_container") {
+    if needs_root(
+        "survey_all_names_each_owner_s_cgroup_and_container",
+        "needs root: it makes cgroups in the host's cgroup tree",
+    ) {
         survey_all_lists_each_namespace("all-cgroups", true);
     }
 }

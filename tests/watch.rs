@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::namespaces::unshared;
 use common::process::{as_nobody, listening, python_listen, python_listen_argv, Killed};
-use common::{in_netns, own_netns, own_sandbox, require_root, ss_send_q, ss_send_q_in};
+use common::{in_netns, needs_root, own_netns, own_sandbox, ss_send_q, ss_send_q_in};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 const LIMIT: u32 = 1000;
@@ -210,7 +210,10 @@ fn watch_never_lowers() {
 
 #[test]
 fn a_listener_it_cannot_raise_is_said_once() {
-    if !require_root("a_listener_it_cannot_raise_is_said_once") {
+    if !needs_root(
+        "a_listener_it_cannot_raise_is_said_once",
+        "needs root: another user's server, the watch run as a second user (nobody)",
+    ) {
         return;
     }
     in_netns(LIMIT, || {

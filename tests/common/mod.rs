@@ -125,14 +125,16 @@ fn in_ci() -> bool {
 /// and [`own_sandbox`]). Outside CI a test that needs root says it skips; with `CI=true` it
 /// fails instead.
 pub fn require_root(test: &str) -> bool {
+    needs_root(test, "needs root")
+}
+
+/// [`require_root`], saying `why` (what needs root) when it skips or fails.
+pub fn needs_root(test: &str, why: &str) -> bool {
     if is_host_root() {
         return true;
     }
-    assert!(
-        !in_ci(),
-        "{test} needs root, and CI=true forbids skipping it"
-    );
-    eprintln!("SKIPPED {test}: needs root");
+    assert!(!in_ci(), "{test} {why}, and CI=true forbids skipping it");
+    eprintln!("SKIPPED {test}: {why}");
     false
 }
 
