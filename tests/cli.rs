@@ -9,12 +9,13 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use common::process::{listening, Killed};
 use common::{in_netns, own_netns, require_root, ss_send_q, ss_unix, temp_dir};
 
 const LIMIT: u32 = 65535;
@@ -22,18 +23,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 
 /// A server process, killed when dropped.
 struct Server {
-    child: Child,
+    child: Killed,
     /// The TCP port, or 0 for the Unix server.
     port: u16,
     name: &'static str,
     expected_backlog: u32,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Python: serve "ok" to every connection; print the port (or "ready") once listening.
@@ -64,18 +58,7 @@ require('net').createServer(c => c.end('ok\\n'))
 ";
 
 fn start(name: &'static str, mut command: Command, expected_backlog: u32) -> Server {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} printed {line:?}"));
+    let (child, port) = listening(&mut command);
     Server {
         child,
         port,
@@ -92,15 +75,7 @@ fn python(kind: &str, arg: &str) -> Command {
 
 fn run(args: &[&str], as_nobody: bool) -> Output {
     let mut command = if as_nobody {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-        ]);
-        c
+        common::process::as_nobody(BIN)
     } else {
         Command::new(BIN)
     };

@@ -6,7 +6,9 @@
 //! `--all-namespaces` covers the whole host, so each test that uses it runs in a sandbox of its
 //! own (new network, PID and mount namespaces, a fresh /proc and an empty /run/netns): there the
 //! whole host is what the test made, and a raise can never reach a listener it did not start.
-//! Needs root: skipped with a message outside CI, a failure with `CI=true`.
+//! The sandbox is the test's own: for any user it is made inside a user namespace of its own
+//! (see `common::own_sandbox`). What needs the host's root (cgroups in the host's cgroup tree,
+//! a second user, nobody) is skipped with a message outside CI, a failure with `CI=true`.
 
 #![cfg(all(target_os = "linux", feature = "cli"))]
 
@@ -14,101 +16,37 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::namespaces::{token, unix_answers, Cgroup, Fixture, Kind, Server};
-use common::require_root;
+use common::namespaces::{
+    three, unix_answers, unix_path, Fixture, Kind, Server, CRI_ID, DOCKER_ID, NODE, POD, PY,
+};
+use common::process::{as_nobody, started, text, Killed};
+use common::{is_host_root, needs_root, own_sandbox};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
-const PY: u16 = 8080;
-const NODE: u16 = 8081;
-const DOCKER_ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
-const CRI_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-const POD: &str = "6b1f0c52-3a9e-4d7b-8c21-0f9e8d7c6b5a";
-
-/// Set in the test's run inside its sandbox, to the test's name.
-const SANDBOX: &str = "MAXLISTEN_CLI_NETNS_SANDBOX";
-
-/// True inside the sandbox. Outside, runs this very test in a sandbox of its own, asserts that
-/// it passed there, and returns false.
-fn in_sandbox(test: &str) -> bool {
-    if std::env::var(SANDBOX).as_deref() == Ok(test) {
-        return true;
-    }
-    let script = "mkdir -p /run/netns && mount -t tmpfs maxlisten-test /run/netns && \
-                  ip link set lo up && exec \"$0\" \"$@\"";
-    let out = Command::new("unshare")
-        .args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
-        .args(["sh", "-c", script])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(SANDBOX, test)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} in its sandbox: {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
-    false
-}
+/// Why a test needs root.
+const CGROUPS: &str = "needs root: it makes cgroups in the host's cgroup tree";
+const NOBODY: &str = "needs root: it runs the command as a second user (nobody)";
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+/// The three namespaces (see `three`), their processes in cgroups named as runtimes name them
+/// where this is the host's root.
+fn start(test: &str) -> (Vec<common::namespaces::Cgroup>, Vec<Fixture>) {
+    three(test, is_host_root())
 }
 
-fn unix_path(test: &str, kind: Kind) -> String {
-    std::env::temp_dir()
-        .join(format!("maxlisten-cli-{}-{test}-{kind:?}.sock", token()))
-        .display()
-        .to_string()
-}
-
-/// The three namespaces, each with Python (backlog 7), Node (511) and a Unix listener (5).
-fn start(test: &str) -> (Vec<Cgroup>, Vec<Fixture>) {
-    let servers = |kind| {
-        vec![
-            Server::PythonTcp {
-                port: PY,
-                backlog: 7,
-            },
-            Server::NodeTcp { port: NODE },
-            Server::PythonUnix {
-                path: unix_path(test, kind),
-                backlog: 5,
-            },
-        ]
-    };
-    let fixtures = vec![
-        Fixture::start(Kind::Unshared, 1111, &servers(Kind::Unshared)),
-        Fixture::start(Kind::Named, 2222, &servers(Kind::Named)),
-        Fixture::start(Kind::Container, 3333, &servers(Kind::Container)),
-    ];
-    let pod = POD.replace('-', "_");
-    let cgroups = vec![
-        Cgroup::new(
-            &format!("system.slice/docker-{DOCKER_ID}.scope"),
-            &fixtures[0].descendants(),
-        ),
-        Cgroup::new(
-            &format!(
-                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod}.slice/\
-                 cri-containerd-{CRI_ID}.scope"
-            ),
-            &fixtures[2].descendants(),
-        ),
-    ];
-    (cgroups, fixtures)
+/// Python listening on 127.0.0.1:`port` (backlog 3) once this returns, killed on drop.
+fn python_on(port: u16) -> Killed {
+    let code = format!(
+        "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', {port})); \
+         s.listen(3); print('up', flush=True); time.sleep(60)"
+    );
+    let (server, up) = started(Command::new("python3").args(["-c", &code]));
+    assert_eq!(up, "up");
+    server
 }
 
 fn json(args: &[&str]) -> Value {
@@ -130,7 +68,7 @@ fn listeners_of(doc: &Value, inode: u64) -> Vec<Value> {
 #[test]
 fn survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup() {
     const TEST: &str = "survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup";
-    if !require_root(TEST) || !in_sandbox(TEST) {
+    if !needs_root(TEST, CGROUPS) || !own_sandbox(TEST) {
         return;
     }
     let (cgroups, fixtures) = start("survey");
@@ -325,7 +263,7 @@ fn survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup() 
 #[test]
 fn raise_all_namespaces_brings_each_to_its_own_limit_once() {
     const TEST: &str = "raise_all_namespaces_brings_each_to_its_own_limit_once";
-    if !require_root(TEST) || !in_sandbox(TEST) {
+    if !own_sandbox(TEST) {
         return;
     }
     let (_cgroups, fixtures) = start("raise");
@@ -424,7 +362,7 @@ fn raise_all_namespaces_brings_each_to_its_own_limit_once() {
 #[test]
 fn without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing() {
     const TEST: &str = "without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing";
-    if !require_root(TEST) || !in_sandbox(TEST) {
+    if !needs_root(TEST, NOBODY) || !own_sandbox(TEST) {
         return;
     }
     let fixture = Fixture::start(
@@ -436,19 +374,7 @@ fn without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing() {
         }],
     );
     let name = fixture.name.clone().unwrap();
-    let nobody = |args: &[&str]| {
-        Command::new("setpriv")
-            .args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .arg(BIN)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let nobody = |args: &[&str]| as_nobody(BIN).args(args).output().unwrap();
     for args in [
         &["survey", "--all-namespaces"][..],
         &["survey", "--all-namespaces", "--json"],
@@ -482,7 +408,7 @@ fn without_privilege_all_namespaces_and_netns_fail_naming_what_is_missing() {
 #[test]
 fn a_holder_hidden_by_hidepid_is_reported_as_such() {
     const TEST: &str = "a_holder_hidden_by_hidepid_is_reported_as_such";
-    if !require_root(TEST) || !in_sandbox(TEST) {
+    if !needs_root(TEST, NOBODY) || !own_sandbox(TEST) {
         return;
     }
     // This sandbox's own /proc, remounted as a hardened host mounts it.
@@ -492,25 +418,8 @@ fn a_holder_hidden_by_hidepid_is_reported_as_such() {
         .unwrap();
     assert!(remount.success());
     // Root's server in the sandbox's own namespace, which nobody's survey sees too.
-    let mut server = Command::new("python3")
-        .args([
-            "-c",
-            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 9999)); \
-             s.listen(3); print('up', flush=True); time.sleep(60)",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut up = [0u8; 3];
-    std::io::Read::read_exact(server.stdout.as_mut().unwrap(), &mut up).unwrap();
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(BIN)
+    let mut server = python_on(9999);
+    let out = as_nobody(BIN)
         .args(["raise", "--port", "9999"])
         .output()
         .unwrap();
@@ -528,20 +437,10 @@ fn a_holder_hidden_by_hidepid_is_reported_as_such() {
 #[test]
 fn a_holder_outside_this_pid_namespace_is_reported_as_such() {
     const TEST: &str = "a_holder_outside_this_pid_namespace_is_reported_as_such";
-    if !require_root(TEST) || !in_sandbox(TEST) {
+    if !own_sandbox(TEST) {
         return;
     }
-    let mut server = Command::new("python3")
-        .args([
-            "-c",
-            "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 9998)); \
-             s.listen(3); print('up', flush=True); time.sleep(60)",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut up = [0u8; 3];
-    std::io::Read::read_exact(server.stdout.as_mut().unwrap(), &mut up).unwrap();
+    let mut server = python_on(9998);
     // Root, in the same network namespace, but in a PID namespace of its own (as an agent
     // without hostPID): the listener is seen, its holder is not.
     let out = Command::new("unshare")

@@ -20,10 +20,10 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
+use common::process::{have, listening, python_listen_argv, Killed};
 use common::{in_netns, require_root, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
@@ -40,24 +40,6 @@ fn deploy(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("deploy")
         .join(path)
-}
-
-/// True when `tool` is on PATH; otherwise skips (outside CI) or fails (CI=true).
-fn have(test: &str, tool: &str, package: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test} needs {tool} (Debian package {package}); CI=true forbids skipping it"
-        );
-        eprintln!("SKIPPED {test}: needs {tool} (apt-get install {package})");
-    }
-    found
 }
 
 /// The `[Service]`-style settings of a unit file: key → every value it is given, in order.
@@ -196,31 +178,6 @@ fn systemd_units_hold_only_the_named_capabilities() {
         .any(|f| f.split_whitespace().any(|c| c == "pidfd_getfd")));
 }
 
-/// Python: listen on 127.0.0.1:0 with backlog 8, print the port, then wait to be killed.
-const PY_LISTEN: &str = "import socket, sys, time
-s = socket.socket()
-s.bind(('127.0.0.1', 0))
-s.listen(8)
-print(s.getsockname()[1], flush=True)
-time.sleep(600)";
-
-/// A python3 another user can run (root's PATH may start with a python under /root).
-fn system_python() -> &'static str {
-    if Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs `maxlisten ARGS` as uid 65534 holding exactly `caps` (capabilities(7) names) as ambient
 /// capabilities, with no_new_privs: what the units' DynamicUser=yes, AmbientCapabilities=,
 /// CapabilityBoundingSet= and NoNewPrivileges=yes give the process.
@@ -303,20 +260,11 @@ fn systemd_capabilities_are_enough_and_each_is_needed() {
         .collect();
     in_netns(2000, || {
         // A server of another user (uid 4321), as on a shared host.
-        let mut child = Command::new("setpriv")
-            .args(["--reuid=4321", "--regid=4321", "--clear-groups"])
-            .arg(system_python())
-            .arg("-c")
-            .arg(PY_LISTEN)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let _server = Killed(child);
-        let port: u16 = line.trim().parse().expect("the server's port");
+        let (_server, port) = listening(
+            Command::new("setpriv")
+                .args(["--reuid=4321", "--regid=4321", "--clear-groups"])
+                .args(python_listen_argv(8)),
+        );
 
         // With the unit's capabilities the owner is found...
         let out = as_unit(&granted, &["survey", "--json"]);

@@ -831,14 +831,8 @@ print(s.getsockname()[1], flush=True)
 print([l.split()[1] for l in open("/proc/self/status") if l.startswith("NoNewPrivs")][0], flush=True)
 import sys; sys.stdin.read()
 "#;
-        let mut child = Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-            ])
-            .args([BIN, "exec", "--", "python3", "-c", program])
+        let mut child = common::process::as_nobody(BIN)
+            .args(["exec", "--", "python3", "-c", program])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -7,8 +7,8 @@
 //! header timeout while scrapes go on, garbage gets 400 (or a closed connection), oversized heads 431, unknown paths 404, other
 //! methods 405, and many scrapes do not grow its memory.
 //!
-//! With `--all-namespaces` (in a sandbox of its own, root only) a listener of another network
-//! namespace is shown with that namespace's inode and limit.
+//! With `--all-namespaces` (in a sandbox of its own, see `common::own_sandbox`) a listener of
+//! another network namespace is shown with that namespace's inode and limit.
 //!
 //! Runs for any user, in a user namespace of its own with network namespaces inside; a missing
 //! `prometheus`/`promtool` (Debian package `prometheus`) skips with a message outside CI and is a
@@ -19,28 +19,21 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{in_netns, own_netns, require_root, temp_dir};
+use common::namespaces::unshared;
+use common::process::{have, listening, python_listen, python_listen_argv, Killed};
+use common::{in_netns, own_netns, own_sandbox, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 /// The exporter's header timeout (src/bin/maxlisten/exporter.rs).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections it serves at once.
 const MAX_CONNECTIONS: usize = 64;
-
-/// A child process, killed when dropped.
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts `maxlisten exporter ARGS --listen 127.0.0.1:0`-like on `port` in the calling thread's
 /// namespace and waits until it answers.
@@ -106,43 +99,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn have(test: &str, tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test} needs {tool} (Debian package prometheus); CI=true forbids skipping it"
-        );
-        eprintln!("SKIPPED {test}: needs {tool} (apt-get install prometheus)");
-    }
-    found
-}
-
-/// Python: listen on 127.0.0.1:0 with backlog 8, print the port, wait to be killed.
-const PY_LISTEN: &str = "import socket, time
-s = socket.socket()
-s.bind(('127.0.0.1', 0))
-s.listen(8)
-print(s.getsockname()[1], flush=True)
-time.sleep(600)";
-
-fn python_listener() -> (Killed, u16) {
-    let mut child = Command::new("python3")
-        .args(["-c", PY_LISTEN])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (Killed(child), line.trim().parse().expect("python's port"))
-}
-
 /// A Prometheus API query: the `data.result` array.
 fn query(prom: u16, expr: &str) -> Vec<serde_json::Value> {
     let mut encoded = String::new();
@@ -162,14 +118,18 @@ fn query(prom: u16, expr: &str) -> Vec<serde_json::Value> {
 #[test]
 fn prometheus_scrapes_the_exporter() {
     if !own_netns("prometheus_scrapes_the_exporter")
-        || !have("prometheus_scrapes_the_exporter", "prometheus")
-        || !have("prometheus_scrapes_the_exporter", "promtool")
+        || !have(
+            "prometheus_scrapes_the_exporter",
+            "prometheus",
+            "prometheus",
+        )
+        || !have("prometheus_scrapes_the_exporter", "promtool", "prometheus")
     {
         return;
     }
     let dir = temp_dir("exporter-prometheus");
     in_netns(3000, || {
-        let (_python, py_port) = python_listener();
+        let (_python, py_port) = listening(&mut python_listen(8));
         let port = free_port();
         let _exporter = exporter(port, &[]);
 
@@ -393,6 +353,7 @@ fn fifty_concurrent_scrapes_share_collections() {
     }
     in_netns(4096, || {
         // Enough listeners that a collection takes a while, so scrapes overlap.
+        common::allow_open_files(2000 + 256);
         let _held: Vec<TcpListener> = (0..2000)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
@@ -548,6 +509,7 @@ fn many_scrapes_do_not_grow_its_memory() {
         return;
     }
     in_netns(4096, || {
+        common::allow_open_files(1000 + 256);
         let _held: Vec<TcpListener> = (0..1000)
             .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
@@ -573,56 +535,14 @@ fn many_scrapes_do_not_grow_its_memory() {
     });
 }
 
-/// Set in the test's run inside its sandbox, to the test's name.
-const SANDBOX: &str = "MAXLISTEN_EXPORTER_SANDBOX";
-
-/// True inside the sandbox (new network, PID and mount namespaces, an empty /run/netns: there
-/// `--all-namespaces` sees only what the test made). Outside, runs this very test there, asserts
-/// that it passed, and returns false.
-fn in_sandbox(test: &str) -> bool {
-    if std::env::var(SANDBOX).as_deref() == Ok(test) {
-        return true;
-    }
-    let script = "mkdir -p /run/netns && mount -t tmpfs maxlisten-test /run/netns && \
-                  ip link set lo up && exec \"$0\" \"$@\"";
-    let out = Command::new("unshare")
-        .args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
-        .args(["sh", "-c", script])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(SANDBOX, test)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} in its sandbox: {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
-    false
-}
-
 #[test]
 fn all_namespaces_shows_another_namespaces_listener_with_its_own_limit() {
     const TEST: &str = "all_namespaces_shows_another_namespaces_listener_with_its_own_limit";
-    if !require_root(TEST) || !in_sandbox(TEST) {
+    if !own_sandbox(TEST) {
         return;
     }
     // A "container": Python in a network namespace of its own whose limit is 1234.
-    let mut child = Command::new("unshare")
-        .args(["--net", "sh", "-c"])
-        .arg("ip link set lo up && sysctl -qw net.core.somaxconn=1234 && exec python3 -c \"$0\"")
-        .arg(PY_LISTEN)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _python = Killed(child);
-    let py_port: u16 = line.trim().parse().expect("python's port");
+    let (_python, py_port) = listening(&mut unshared(Some(1234), &python_listen_argv(8)));
     let inner = std::fs::read_link(format!("/proc/{}/ns/net", _python.0.id()))
         .unwrap()
         .to_string_lossy()

@@ -1,7 +1,10 @@
 //! `maxlisten::netns` against real namespaces made the three ways containers are (`unshare
 //! --net`, `ip netns add`, `unshare --net --pid --fork --mount-proc`), each with its own limit
-//! set inside and a Python server listening there. Needs root: skipped with a message outside
-//! CI, a failure with `CI=true`.
+//! set inside and a Python server listening there. Each runs for any user, in a user namespace
+//! of its own (see `common::own_netns` and `common::own_sandbox`), but for what needs a second
+//! user (nobody): that needs root, and is skipped with a message outside CI, a failure with
+//! `CI=true`. As root, one test runs the others as nobody, so that CI (root) takes the user
+//! namespace path too.
 
 // Linux only: network namespaces.
 #![cfg(target_os = "linux")]
@@ -9,10 +12,10 @@
 mod common;
 
 use std::io::Read;
-use std::process::Command;
 
 use common::namespaces::{Fixture, Kind, Server};
-use common::require_root;
+use common::process::{as_nobody, text};
+use common::{needs_root, own_netns, own_sandbox, USERNS_MARK};
 use maxlisten::netns::Netns;
 
 const PORT: u16 = 8080;
@@ -35,7 +38,7 @@ fn three() -> Vec<Fixture> {
 
 #[test]
 fn all_finds_every_namespace_once_with_its_own_limit_and_names() {
-    if !require_root("all_finds_every_namespace_once_with_its_own_limit_and_names") {
+    if !own_netns("all_finds_every_namespace_once_with_its_own_limit_and_names") {
         return;
     }
     let fixtures = three();
@@ -76,7 +79,7 @@ fn all_finds_every_namespace_once_with_its_own_limit_and_names() {
 
 #[test]
 fn parse_opens_by_pid_path_and_name() {
-    if !require_root("parse_opens_by_pid_path_and_name") {
+    if !own_netns("parse_opens_by_pid_path_and_name") {
         return;
     }
     let fixtures = three();
@@ -106,7 +109,7 @@ fn parse_opens_by_pid_path_and_name() {
 
 #[test]
 fn run_sees_the_namespace_own_listeners_and_leaves_the_caller_where_it_was() {
-    if !require_root("run_sees_the_namespace_own_listeners") {
+    if !own_netns("run_sees_the_namespace_own_listeners_and_leaves_the_caller_where_it_was") {
         return;
     }
     let fixtures = three();
@@ -151,7 +154,7 @@ fn run_sees_the_namespace_own_listeners_and_leaves_the_caller_where_it_was() {
 
 #[test]
 fn a_held_namespace_outlives_its_processes() {
-    if !require_root("a_held_namespace_outlives_its_processes") {
+    if !own_netns("a_held_namespace_outlives_its_processes") {
         return;
     }
     let fixture = Fixture::start(Kind::Unshared, 1234, &python());
@@ -166,7 +169,10 @@ fn a_held_namespace_outlives_its_processes() {
 
 #[test]
 fn without_privilege_entering_and_listing_fail_naming_what_is_missing() {
-    if !require_root("without_privilege_entering_and_listing_fail") {
+    if !needs_root(
+        "without_privilege_entering_and_listing_fail",
+        "needs root: it runs the checks as a second user (nobody)",
+    ) {
         return;
     }
     if std::env::var_os("MAXLISTEN_UNPRIVILEGED_CHILD").is_some() {
@@ -175,14 +181,7 @@ fn without_privilege_entering_and_listing_fail_naming_what_is_missing() {
     let fixture = Fixture::named_empty(999);
     let name = fixture.name.clone().unwrap();
     // Run the checks as `nobody`, without capabilities, in a child copy of this test binary.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=nobody",
-            "--regid=nogroup",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(std::env::current_exe().unwrap())
+    let out = as_nobody(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "unprivileged_child",
@@ -235,7 +234,7 @@ fn unprivileged_child() {
 
 #[test]
 fn all_finds_a_namespace_only_a_thread_is_in() {
-    if !require_root("all_finds_a_namespace_only_a_thread_is_in") {
+    if !own_netns("all_finds_a_namespace_only_a_thread_is_in") {
         return;
     }
     let (tx, rx) = std::sync::mpsc::channel();
@@ -259,4 +258,92 @@ fn all_finds_a_namespace_only_a_thread_is_in() {
     assert_eq!(found.limit().unwrap(), Some(777));
     done_tx.send(()).unwrap();
     thread.join().unwrap();
+}
+
+#[test]
+fn in_a_sandbox_all_is_exactly_what_the_test_made() {
+    const TEST: &str = "in_a_sandbox_all_is_exactly_what_the_test_made";
+    if !own_sandbox(TEST) {
+        return;
+    }
+    let fixtures = three();
+    let empty = Fixture::named_empty(4444);
+    let all = Netns::all().unwrap();
+    // Its /proc shows only its own processes: each can be read, each namespace entered.
+    assert_eq!(all.unreadable_processes, 0);
+    assert_eq!(all.unreadable_namespaces, 0);
+    let mut found: Vec<u64> = all.namespaces.iter().map(|ns| ns.inode()).collect();
+    found.sort_unstable();
+    let mut made: Vec<u64> = fixtures
+        .iter()
+        .chain([&empty])
+        .map(Fixture::inode)
+        .collect();
+    made.push(Netns::current().unwrap().inode());
+    made.sort_unstable();
+    assert_eq!(found, made, "{all:?}");
+    for ns in &all.namespaces {
+        let limit = ns.limit().unwrap();
+        assert!(limit.is_some(), "{ns}");
+    }
+}
+
+/// The tests above that run for any user: as root, [`as_nobody_the_others_run_in_user_namespaces`]
+/// runs them as nobody, through the user namespace path.
+const FOR_ANY_USER: [&str; 6] = [
+    "all_finds_every_namespace_once_with_its_own_limit_and_names",
+    "parse_opens_by_pid_path_and_name",
+    "run_sees_the_namespace_own_listeners_and_leaves_the_caller_where_it_was",
+    "a_held_namespace_outlives_its_processes",
+    "all_finds_a_namespace_only_a_thread_is_in",
+    "in_a_sandbox_all_is_exactly_what_the_test_made",
+];
+
+#[test]
+fn as_nobody_the_others_run_in_user_namespaces() {
+    // CI runs as root, and so would never take the path that other users take.
+    if !needs_root(
+        "as_nobody_the_others_run_in_user_namespaces",
+        "needs root: it runs the others as a second user (nobody); as this user they took the \
+         user namespace path themselves",
+    ) {
+        return;
+    }
+    if std::env::var_os("MAXLISTEN_UNPRIVILEGED_CHILD").is_some() {
+        return; // the child run of without_privilege_entering_and_listing_fail
+    }
+    // A copy of this test binary nobody can run (the build may be under /root).
+    let dir = common::temp_dir("as-nobody");
+    let exe = dir.join("netns_all");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = as_nobody(&exe)
+        .args(FOR_ANY_USER)
+        .args(["--exact", "--nocapture", "--test-threads=1"])
+        .current_dir("/")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env_remove("MAXLISTEN_TEST_IN_USERNS")
+        .env_remove("MAXLISTEN_TEST_SANDBOX")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = text(&out);
+    println!("--- as nobody ---\n{said}\n--- end ---");
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("test result: ok. {} passed", FOR_ANY_USER.len())),
+        "{said}"
+    );
+    assert!(!said.contains("SKIPPED"), "{said}");
+    // Each in a user namespace of its own: the mark once per test.
+    assert_eq!(
+        said.matches(USERNS_MARK).count(),
+        FOR_ANY_USER.len(),
+        "{said}"
+    );
 }

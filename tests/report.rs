@@ -8,38 +8,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::process::{listening, Killed};
 use common::{in_netns, own_netns, somaxconn, ss_send_q};
 use maxlisten::report::{How, Report, Stack};
 
-/// A server started for the test, killed when dropped; `port` is where it listens.
-struct Server(Child, u16);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `program ARGS`, which prints the port it listens on.
-fn start(program: &str, args: &[&str]) -> Server {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {program}: {e}"));
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{program} printed {line:?}"));
-    Server(child, port)
+/// Starts `program ARGS`, which prints the port it listens on: the server (killed when
+/// dropped) and its port.
+fn start(program: &str, args: &[&str]) -> (Killed, u16) {
+    listening(Command::new(program).args(args))
 }
 
 fn row<'a>(stacks: &'a [Stack], name: &str) -> &'a Stack {

@@ -1,74 +1,26 @@
 //! `maxlisten::survey` over every network namespace, against namespaces made the three ways
 //! containers are (see tests/common/namespaces.rs), each with its own limit, real Python and
 //! Node servers and a Python Unix listener, their processes moved into cgroups named the way
-//! Docker and containerd under Kubernetes name them. Needs root: skipped with a message outside
-//! CI, a failure with `CI=true`.
+//! Docker and containerd under Kubernetes name them. Each runs for any user, in a user
+//! namespace of its own (see `common::own_netns`), but for the cgroups: those need the host's
+//! root (skipped with a message outside CI, a failure with `CI=true`).
 
 #![cfg(target_os = "linux")]
 
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 
-use common::namespaces::{token, unix_answers, Cgroup, Fixture, Kind, Server};
-use common::require_root;
+use common::namespaces::{
+    servers, three, unix_answers, unix_path, unshared, Fixture, Kind, CRI_ID, DOCKER_ID, NODE, POD,
+    PY,
+};
+use common::process::Killed;
+use common::{is_host_root, needs_root, own_netns};
 use maxlisten::container::Runtime;
 use maxlisten::netns::Netns;
 use maxlisten::survey::{self, ListenerInfo, Proto};
-
-const PY: u16 = 8080;
-const NODE: u16 = 8081;
-const DOCKER_ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
-const CRI_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-const POD: &str = "6b1f0c52-3a9e-4d7b-8c21-0f9e8d7c6b5a";
-
-/// The Unix listener's path, one per test and namespace kind (tests run at once).
-fn unix_path(test: &str, kind: Kind) -> String {
-    std::env::temp_dir()
-        .join(format!("maxlisten-{}-{test}-{kind:?}.sock", token()))
-        .display()
-        .to_string()
-}
-
-fn servers(test: &str, kind: Kind) -> Vec<Server> {
-    vec![
-        Server::PythonTcp {
-            port: PY,
-            backlog: 7,
-        },
-        Server::NodeTcp { port: NODE },
-        Server::PythonUnix {
-            path: unix_path(test, kind),
-            backlog: 5,
-        },
-    ]
-}
-
-/// The three namespaces, with an `unshare --net` one's processes in a Docker-named cgroup and
-/// the container's in a Kubernetes pod's containerd cgroup.
-fn start(test: &str) -> (Vec<Cgroup>, Vec<Fixture>) {
-    let fixtures = vec![
-        Fixture::start(Kind::Unshared, 1111, &servers(test, Kind::Unshared)),
-        Fixture::start(Kind::Named, 2222, &servers(test, Kind::Named)),
-        Fixture::start(Kind::Container, 3333, &servers(test, Kind::Container)),
-    ];
-    let pod = POD.replace('-', "_");
-    let cgroups = vec![
-        Cgroup::new(
-            &format!("system.slice/docker-{DOCKER_ID}.scope"),
-            &fixtures[0].descendants(),
-        ),
-        Cgroup::new(
-            &format!(
-                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod}.slice/\
-                 cri-containerd-{CRI_ID}.scope"
-            ),
-            &fixtures[2].descendants(),
-        ),
-    ];
-    (cgroups, fixtures)
-}
 
 fn in_ns(listeners: &[ListenerInfo], inode: u64) -> Vec<&ListenerInfo> {
     listeners.iter().filter(|l| l.netns == inode).collect()
@@ -82,11 +34,26 @@ fn find<'a>(listeners: &[&'a ListenerInfo], local: &str) -> &'a ListenerInfo {
 }
 
 #[test]
-fn survey_all_lists_each_namespace_with_its_limit_owners_cgroup_and_container() {
-    if !require_root("survey_all_lists_each_namespace") {
-        return;
+fn survey_all_lists_each_namespace_with_its_limit_and_owners() {
+    if own_netns("survey_all_lists_each_namespace_with_its_limit_and_owners") {
+        survey_all_lists_each_namespace("all", false);
     }
-    let (cgroups, fixtures) = start("all");
+}
+
+#[test]
+fn survey_all_names_each_owner_s_cgroup_and_container() {
+    if needs_root(
+        "survey_all_names_each_owner_s_cgroup_and_container",
+        "needs root: it makes cgroups in the host's cgroup tree",
+    ) {
+        survey_all_lists_each_namespace("all-cgroups", true);
+    }
+}
+
+/// The survey of every namespace against [`three`] made for `test`, with cgroups named as
+/// runtimes name them (and their containers checked) if `cgroups`.
+fn survey_all_lists_each_namespace(test: &str, cgroups: bool) {
+    let (cgroups, fixtures) = three(test, cgroups);
     let found = survey::survey_all().unwrap();
     let host = Netns::current().unwrap();
     assert!(found.namespace(host.inode()).is_some());
@@ -103,7 +70,7 @@ fn survey_all_lists_each_namespace_with_its_limit_owners_cgroup_and_container() 
         assert_eq!(ns.listeners, 3);
         let py = find(&mine, &format!("127.0.0.1:{PY}"));
         let node = find(&mine, &format!("127.0.0.1:{NODE}"));
-        let unix = find(&mine, &unix_path("all", fixture.kind));
+        let unix = find(&mine, &unix_path(test, fixture.kind));
         for (l, backlog, command) in [
             (py, 7, "python3"),
             (node, 511, "node"),
@@ -120,6 +87,9 @@ fn survey_all_lists_each_namespace_with_its_limit_owners_cgroup_and_container() 
             assert!(owner.command.starts_with(command), "{owner:?}");
             assert!(fixture.descendants().contains(&owner.pid), "{owner:?}");
             let cgroup = owner.cgroup.as_deref().unwrap();
+            if cgroups.is_empty() {
+                continue; // the cgroups are the test's own: none made (see above)
+            }
             match fixture.kind {
                 Kind::Unshared => {
                     assert_eq!(cgroup, cgroups[0].path);
@@ -148,10 +118,10 @@ fn survey_all_lists_each_namespace_with_its_limit_owners_cgroup_and_container() 
 
 #[test]
 fn relisten_raises_each_to_its_own_limit_and_reads_it_back_in_its_namespace() {
-    if !require_root("relisten_raises_each_to_its_own_limit") {
+    if !own_netns("relisten_raises_each_to_its_own_limit_and_reads_it_back_in_its_namespace") {
         return;
     }
-    let (_cgroups, fixtures) = start("relisten");
+    let (_cgroups, fixtures) = three("relisten", is_host_root());
     let found = survey::survey_all().unwrap();
     for fixture in &fixtures {
         let mine = in_ns(&found.listeners, fixture.inode());
@@ -196,7 +166,7 @@ fn relisten_raises_each_to_its_own_limit_and_reads_it_back_in_its_namespace() {
 
 #[test]
 fn survey_netns_by_name_sees_only_that_namespace() {
-    if !require_root("survey_netns_by_name_sees_only_that_namespace") {
+    if !own_netns("survey_netns_by_name_sees_only_that_namespace") {
         return;
     }
     let fixture = Fixture::start(Kind::Named, 2048, &servers("by-name", Kind::Named));
@@ -206,6 +176,23 @@ fn survey_netns_by_name_sees_only_that_namespace() {
     assert_eq!(found.namespaces[0].limit, Some(2048));
     assert_eq!(found.listeners.len(), 3, "{:?}", found.listeners);
     assert!(found.listeners.iter().all(|l| l.netns == fixture.inode()));
+}
+
+/// Starts `command` with pipes to its stdin and from its stdout: the process (killed on drop),
+/// its stdin, its stdout and the first line it printed.
+fn talking(mut command: Command) -> (Killed, ChildStdin, BufReader<ChildStdout>, String) {
+    let mut child = Killed(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}")),
+    );
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    (child, stdin, stdout, line)
 }
 
 /// A Python server in its own namespace that, told to on stdin, opens a second listener and
@@ -224,26 +211,12 @@ sys.stdin.readline()
 
 #[test]
 fn a_reused_descriptor_is_refused_and_both_sockets_are_left_alone() {
-    if !require_root("a_reused_descriptor_is_refused") {
+    if !own_netns("a_reused_descriptor_is_refused_and_both_sockets_are_left_alone") {
         return;
     }
-    let mut child = Command::new("unshare")
-        .args([
-            "--net",
-            "sh",
-            "-c",
-            "ip link set lo up && exec python3 -c \"$0\"",
-        ])
-        .arg(SWAPPER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, mut stdin, mut stdout, mut line) =
+        talking(unshared(None, &["python3", "-c", SWAPPER]));
     let pid = child.id();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
     let fd: i32 = line.trim().parse().unwrap();
 
     let ns = Netns::of_pid(pid).unwrap();
@@ -305,21 +278,12 @@ os.kill(child, 9)
 
 #[test]
 fn relisten_tries_every_holder_until_one_works() {
-    if !require_root("relisten_tries_every_holder_until_one_works") {
+    if !own_netns("relisten_tries_every_holder_until_one_works") {
         return;
     }
-    let mut child = Command::new("unshare")
-        .args(["--net", "sh", "-c", "ip link set lo up && echo 3000 > /proc/sys/net/core/somaxconn && exec python3 -c \"$0\""])
-        .arg(FORKER)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, mut stdin, mut stdout, mut line) =
+        talking(unshared(Some(3000), &["python3", "-c", FORKER]));
     let pid = child.id();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
     let forked: u32 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
 
     let ns = Netns::of_pid(pid).unwrap();
@@ -363,7 +327,7 @@ fn relisten_tries_every_holder_until_one_works() {
 
 #[test]
 fn link_local_scope_and_bound_device_are_kept_and_selectable() {
-    if !require_root("link_local_scope_and_bound_device_are_kept_and_selectable") {
+    if !own_netns("link_local_scope_and_bound_device_are_kept_and_selectable") {
         return;
     }
     common::in_netns(2048, || {

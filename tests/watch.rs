@@ -5,9 +5,9 @@
 //! privileges) is said once over many passes; SIGTERM and SIGINT end it with status 0.
 //! With `--all-namespaces`, in a sandbox of its own (new network, PID and mount namespaces), two
 //! "containers" with limits 1234 and 777 are each raised to their own limit.
-//! Each runs for any user in a user namespace of its own, except the one that needs a second
-//! user and the sandboxed one (root only: skipped with a message outside CI, a failure with
-//! `CI=true`).
+//! Each runs for any user in a user namespace of its own (the sandboxed one too, see
+//! `common::own_sandbox`), except the one that needs a second user (root only: skipped with a
+//! message outside CI, a failure with `CI=true`).
 
 #![cfg(all(target_os = "linux", feature = "cli"))]
 
@@ -18,72 +18,35 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
-use common::{in_netns, own_netns, require_root, ss_send_q};
+use common::namespaces::unshared;
+use common::process::{as_nobody, listening, python_listen, python_listen_argv, Killed};
+use common::{in_netns, needs_root, own_netns, own_sandbox, ss_send_q, ss_send_q_in};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 const LIMIT: u32 = 1000;
 
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A python3 another user can run (root's PATH may start with a python under /root).
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
 /// A Python listener with `backlog`, as `uid` (None: this user); its port.
 fn listener(backlog: u32, uid: Option<u32>) -> (Killed, u16) {
-    let script = format!(
-        "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\n\
-         s.listen({backlog})\nprint(s.getsockname()[1], flush=True)\ntime.sleep(600)"
-    );
-    let mut command = match uid {
+    match uid {
         Some(uid) => {
             let mut c = Command::new("setpriv");
             c.args([
                 &format!("--reuid={uid}"),
                 &format!("--regid={uid}"),
                 "--clear-groups",
-                python(),
             ]);
-            c
+            c.args(python_listen_argv(backlog));
+            listening(&mut c)
         }
-        None => Command::new(python()),
-    };
-    let mut child = command
-        .args(["-c", &script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (Killed(child), line.trim().parse().expect("python's port"))
+        None => listening(&mut python_listen(backlog)),
+    }
 }
 
 /// `maxlisten raise --watch ARGS` (as nobody without privileges if `nobody`), and its stderr
 /// lines as they come.
 fn watch(args: &[&str], nobody: bool) -> (Killed, Receiver<String>) {
     let mut command = if nobody {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            BIN,
-        ]);
-        c
+        as_nobody(BIN)
     } else {
         Command::new(BIN)
     };
@@ -247,7 +210,10 @@ fn watch_never_lowers() {
 
 #[test]
 fn a_listener_it_cannot_raise_is_said_once() {
-    if !require_root("a_listener_it_cannot_raise_is_said_once") {
+    if !needs_root(
+        "a_listener_it_cannot_raise_is_said_once",
+        "needs root: another user's server, the watch run as a second user (nobody)",
+    ) {
         return;
     }
     in_netns(LIMIT, || {
@@ -289,77 +255,17 @@ fn watch_needs_a_selector_and_a_period() {
     }
 }
 
-/// Set in the test's run inside its sandbox, to the test's name.
-const SANDBOX: &str = "MAXLISTEN_WATCH_SANDBOX";
-
-/// True inside the sandbox (new network, PID and mount namespaces, an empty /run/netns: there
-/// `--all-namespaces` reaches only what the test made). Outside, runs this very test there,
-/// asserts that it passed, and returns false.
-fn in_sandbox(test: &str) -> bool {
-    if std::env::var(SANDBOX).as_deref() == Ok(test) {
-        return true;
-    }
-    let script = "mkdir -p /run/netns && mount -t tmpfs maxlisten-test /run/netns && \
-                  ip link set lo up && exec \"$0\" \"$@\"";
-    let out = Command::new("unshare")
-        .args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
-        .args(["sh", "-c", script])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(SANDBOX, test)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{test} in its sandbox: {:?}\n{stdout}\n{stderr}",
-        out.status
-    );
-    false
-}
-
-/// Send-Q (the backlog) of the listener on `port` in the network namespace of `pid`, as `ss`
-/// shows it there.
-fn ss_backlog_in(pid: u32, port: u16) -> u32 {
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/proc/{pid}/ns/net"))
-        .args(["ss", "-ltnH", &format!("sport = :{port}")])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .nth(2)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("ss in {pid}'s namespace: {text:?}"))
-}
-
 #[test]
 fn watch_all_namespaces_raises_each_to_its_own_limit() {
     const TEST: &str = "watch_all_namespaces_raises_each_to_its_own_limit";
-    if !require_root(TEST) || !in_sandbox(TEST) {
+    if !own_sandbox(TEST) {
         return;
     }
     // Two "containers": Python in network namespaces of their own, limits 1234 and 777.
     let mut pythons = Vec::new();
     for limit in [1234, 777] {
-        let script = "import socket, time\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\n\
-                      s.listen(8)\nprint(s.getsockname()[1], flush=True)\ntime.sleep(600)";
-        let mut child = Command::new("unshare")
-            .args(["--net", "sh", "-c"])
-            .arg(format!(
-                "ip link set lo up && sysctl -qw net.core.somaxconn={limit} && exec python3 -c \"$0\""
-            ))
-            .arg(script)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port: u16 = line.trim().parse().expect("python's port");
-        pythons.push((Killed(child), port, limit));
+        let (child, port) = listening(&mut unshared(Some(limit), &python_listen_argv(8)));
+        pythons.push((child, port, limit));
     }
     let (mut w, lines) = watch(
         &["--watch", "1", "--all-namespaces", "--all-below-limit"],
@@ -387,7 +293,8 @@ fn watch_all_namespaces_raises_each_to_its_own_limit() {
         });
     }
     for (python, port, limit) in &pythons {
-        assert_eq!(ss_backlog_in(python.0.id(), *port), *limit);
+        let netns = format!("/proc/{}/ns/net", python.id());
+        assert_eq!(ss_send_q_in(Some(&netns), *port), *limit);
     }
     // Two more passes: nothing more to say.
     std::thread::sleep(Duration::from_millis(2500));

@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 pub mod namespaces;
+pub mod process;
 
 use std::io;
 use std::mem;
@@ -54,35 +55,64 @@ pub fn somaxconn() -> u32 {
         .unwrap()
 }
 
-/// What `ss ARGS` prints in the network namespace of the calling thread. A child process
-/// starts in the namespaces of the thread that spawns it, so `ss` runs directly: no `nsenter`,
-/// which would need privileges over the namespace (root, or a user namespace of its own).
-fn ss(args: &[&str]) -> String {
-    let out = std::process::Command::new("ss")
+/// What `ss ARGS` prints in the network namespace `netns` (a path such as `/proc/PID/ns/net`
+/// or `/run/netns/NAME`, entered with `nsenter --net`: root, or root of the user namespace
+/// that owns it), or with `None` in the calling thread's. A child process starts in the
+/// namespaces of the thread that spawns it, so there `ss` runs directly: no `nsenter`, which
+/// would need privileges over the namespace.
+pub fn ss_in(netns: Option<&str>, args: &[&str]) -> String {
+    let mut command = match netns {
+        Some(path) => {
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--net={path}")).arg("ss");
+            c
+        }
+        None => std::process::Command::new("ss"),
+    };
+    let out = command
         .args(args)
         .output()
         .expect("run ss (package iproute2)");
-    assert!(out.status.success(), "ss failed: {out:?}");
+    assert!(out.status.success(), "ss failed in {netns:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// Send-Q of a listening socket on `port` as `ss -ltn` shows it in the calling thread's
 /// namespace.
 pub fn ss_send_q(port: u16) -> u32 {
-    let text = ss(&["-ltnH", &format!("sport = :{port}")]);
+    ss_send_q_in(None, port)
+}
+
+/// Send-Q (the backlog) of the TCP listener on `port` as `ss -ltn` shows it in `netns` (see
+/// [`ss_in`]).
+pub fn ss_send_q_in(netns: Option<&str>, port: u16) -> u32 {
+    let text = ss_in(netns, &["-ltnH", &format!("sport = :{port}")]);
     let line = text
         .lines()
         .next()
-        .unwrap_or_else(|| panic!("ss shows no listener on {port}"));
+        .unwrap_or_else(|| panic!("ss shows no listener on {port} in {netns:?}"));
     // State Recv-Q Send-Q Local Peer
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
 /// Whether the process runs as root: the real root, or root of the user namespace that
-/// [`own_netns`] re-ran this test in (where it may make network namespaces just the same).
+/// [`own_netns`] or [`own_sandbox`] re-ran this test in (where it may make namespaces just the
+/// same).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether this process is in a user namespace other than the host's (the host's maps every
+/// id to itself: `0 0 4294967295`).
+pub fn in_user_namespace() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").expect("read /proc/self/uid_map");
+    map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
+}
+
+/// Whether the process is the host's root (not root of a user namespace of its own).
+pub fn is_host_root() -> bool {
+    is_root() && !in_user_namespace()
 }
 
 /// Whether CI forbids skipping (`CI=true`).
@@ -90,23 +120,32 @@ fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
-/// True when the test may go on as root: for what truly needs the host's root (other users,
-/// the host's own processes), not for namespaces of its own (see [`own_netns`]). Outside CI a
-/// test that needs root says it skips; with `CI=true` it fails instead.
+/// True when the test may go on as the host's root: for what truly needs it (other users, the
+/// host's cgroups, the host's own processes), not for namespaces of its own (see [`own_netns`]
+/// and [`own_sandbox`]). Outside CI a test that needs root says it skips; with `CI=true` it
+/// fails instead.
 pub fn require_root(test: &str) -> bool {
-    if is_root() {
+    needs_root(test, "needs root")
+}
+
+/// [`require_root`], saying `why` (what needs root) when it skips or fails.
+pub fn needs_root(test: &str, why: &str) -> bool {
+    if is_host_root() {
         return true;
     }
-    assert!(
-        !in_ci(),
-        "{test} needs root, and CI=true forbids skipping it"
-    );
-    eprintln!("SKIPPED {test}: needs root");
+    assert!(!in_ci(), "{test} {why}, and CI=true forbids skipping it");
+    eprintln!("SKIPPED {test}: {why}");
     false
 }
 
 /// Set in the child that [`own_netns`] runs: the test runs there, in a user namespace.
 const IN_USERNS: &str = "MAXLISTEN_TEST_IN_USERNS";
+
+/// Set in the child that [`own_sandbox`] runs, to the test's name.
+const IN_SANDBOX: &str = "MAXLISTEN_TEST_SANDBOX";
+
+/// Said by a test run in a user namespace of its own (for a check that this path ran).
+pub const USERNS_MARK: &str = "run in a user namespace of its own";
 
 /// The gate of a test that needs only namespaces of its own (network, mount, ...), for any user.
 ///
@@ -114,10 +153,11 @@ const IN_USERNS: &str = "MAXLISTEN_TEST_IN_USERNS";
 ///   its network namespaces on a thread.
 /// - Otherwise it runs this very test again, alone (`--exact`, the name libtest gave this
 ///   thread, or `test`), as a child of this test binary placed in a new user namespace, where
-///   this user is root, and a new network namespace with `lo` up. There the test makes its
-///   namespaces and sets `net.core.somaxconn` as root would (both are allowed in a network
-///   namespace that a user namespace of one's own owns). This waits for the child, fails if it
-///   failed or ran no test, and returns `false`: the body has run.
+///   this user is root, a new network namespace with `lo` up and a new mount namespace with an
+///   empty tmpfs on `/run/netns`. There the test makes its namespaces (`unshare`, `ip netns
+///   add`) and sets `net.core.somaxconn` as root would (allowed in a network namespace that a
+///   user namespace of one's own owns). This waits for the child, fails if it failed or ran no
+///   test, and returns `false`: the body has run.
 /// - Where the kernel forbids user namespaces (`user.max_user_namespaces=0`, an AppArmor or
 ///   seccomp policy), it skips with the reason, and fails with `CI=true`.
 ///
@@ -126,62 +166,120 @@ const IN_USERNS: &str = "MAXLISTEN_TEST_IN_USERNS";
 pub fn own_netns(test: &str) -> bool {
     if std::env::var_os(IN_USERNS).is_some() {
         set_lo_up(); // the child's own network namespace (threads may make more)
+        eprintln!("{USERNS_MARK}");
         return true;
     }
     if is_root() {
         return true;
     }
-    let current = std::thread::current();
-    let name = current.name().filter(|n| *n != "main").unwrap_or(test);
-    let exe = std::env::current_exe().unwrap();
-    let mut command = std::process::Command::new(&exe);
+    let name = test_name(test);
+    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
     command
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .args([&name, "--exact", "--nocapture", "--test-threads=1"])
         .env(IN_USERNS, "1");
-    enter_user_and_net_namespace_on_exec(&mut command);
-    let out = match command.output() {
-        Ok(out) => out,
-        Err(e) => {
+    enter_user_namespace_on_exec(&mut command, libc::CLONE_NEWNET | libc::CLONE_NEWNS);
+    run_child(
+        &name,
+        command,
+        "its user namespace",
+        Some("a user namespace with network and mount namespaces inside"),
+    )
+}
+
+/// The gate of a test that needs a whole "host" of its own: new network, PID and mount
+/// namespaces, a fresh `/proc` that shows only its processes, an empty tmpfs on `/run/netns`
+/// and `lo` up. There `--all-namespaces` and `Netns::all` reach only what the test made, and
+/// nothing can touch a listener of the real host.
+///
+/// Inside, returns `true`. Outside, runs this very test there (`unshare --net --pid --fork
+/// --mount-proc`; for a user other than root, inside a new user namespace made first, as in
+/// [`own_netns`], where it skips with the reason if the kernel forbids one, and fails with
+/// `CI=true`), fails if it failed or ran no test, and returns `false`: the body has run.
+pub fn own_sandbox(test: &str) -> bool {
+    if std::env::var(IN_SANDBOX).as_deref() == Ok(test) {
+        if in_user_namespace() {
+            eprintln!("{USERNS_MARK}");
+        }
+        return true;
+    }
+    // A directory /run/netns where there is none (in a user namespace /run is not writable:
+    // then a tmpfs on /run, in this mount namespace only), and an empty tmpfs on it.
+    let script = "{ [ -d /run/netns ] || mkdir /run/netns 2>/dev/null || \
+                    { mount -t tmpfs maxlisten-run /run && mkdir /run/netns; }; } && \
+                  mount -t tmpfs maxlisten-test /run/netns && \
+                  ip link set lo up && exec \"$0\" \"$@\"";
+    let mut command = std::process::Command::new("unshare");
+    command
+        .args(["--net", "--pid", "--fork", "--mount-proc", "--kill-child"])
+        .args(["sh", "-c", script])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_SANDBOX, test);
+    let userns = (!is_root()).then_some("a user namespace");
+    if userns.is_some() {
+        enter_user_namespace_on_exec(&mut command, 0);
+    }
+    run_child(test, command, "its sandbox", userns)
+}
+
+/// The test's name: the one libtest gave this thread, or `test`.
+fn test_name(test: &str) -> String {
+    let current = std::thread::current();
+    current
+        .name()
+        .filter(|n| *n != "main")
+        .unwrap_or(test)
+        .to_string()
+}
+
+/// Runs `command` (this test binary re-run for the test `name` in namespaces of its own, in
+/// `place`), prints what it said, and fails unless it ran the test and it passed; `false`.
+/// Where `userns` (what the child enters first) could not be made, it says `SKIPPED` with the
+/// reason, or fails with `CI=true`.
+fn run_child(
+    name: &str,
+    mut command: std::process::Command,
+    place: &str,
+    userns: Option<&str>,
+) -> bool {
+    let out = match (command.output(), userns) {
+        (Ok(out), _) => out,
+        (Err(e), Some(what)) => {
             let why = format!(
-                "a user namespace with a network namespace inside could not be made ({e}); \
-                 the kernel or a policy forbids it (user.max_user_namespaces, a chroot, \
-                 kernel.apparmor_restrict_unprivileged_userns)"
+                "{what} could not be made ({e}); the kernel or a policy forbids it \
+                 (user.max_user_namespaces, a chroot, kernel.apparmor_restrict_unprivileged_userns)"
             );
             assert!(!in_ci(), "{name}: {why}, and CI=true forbids skipping it");
             eprintln!("SKIPPED {name}: {why}");
             return false;
         }
+        (Err(e), None) => panic!("{name}: start {command:?}: {e}"),
     };
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    println!("--- {name}, run in a user namespace ---\n{text}--- end of {name} ---");
-    assert!(
-        out.status.success(),
-        "{name} failed in its user namespace:\n{text}"
-    );
+    println!("--- {name}, run in {place} ---\n{text}--- end of {name} ---");
+    assert!(out.status.success(), "{name} failed in {place}:\n{text}");
     assert!(
         text.contains("test result: ok. 1 passed"),
-        "{name} did not run in its user namespace (is {name:?} the test's name?):\n{text}"
+        "{name} did not run in {place} (is {name:?} the test's name?):\n{text}"
     );
     false
 }
 
-/// Whether this is the child [`own_netns`] runs in a user namespace.
-pub fn in_user_namespace() -> bool {
-    std::env::var_os(IN_USERNS).is_some()
-}
-
 /// Makes `command`'s process, between fork and exec, enter a new user namespace (mapping this
-/// user to its root, and this group to its group 0) and a new network namespace.
-fn enter_user_and_net_namespace_on_exec(command: &mut std::process::Command) {
+/// user to its root, and this group to its group 0) and the new namespaces `also`. With
+/// `CLONE_NEWNS` in `also`, its mounts become private and an empty tmpfs covers `/run/netns`
+/// (made on a tmpfs covering `/run` where the host has no `/run/netns`: `/run` is not
+/// writable there). A refusal fails the spawn with the kernel's error.
+fn enter_user_namespace_on_exec(command: &mut std::process::Command, also: libc::c_int) {
     use std::ffi::CString;
     use std::os::unix::process::CommandExt;
 
     // Everything the child writes is made here, before the fork: it only calls unshare, open,
-    // write and close, which are async-signal-safe, and allocates nothing.
+    // write, close, mount and mkdir, which are async-signal-safe, and allocates nothing.
     // SAFETY: getuid and getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let files = [
@@ -199,7 +297,7 @@ fn enter_user_and_net_namespace_on_exec(command: &mut std::process::Command) {
     // the fork.
     unsafe {
         command.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 {
+            if libc::unshare(libc::CLONE_NEWUSER | also) != 0 {
                 return Err(io::Error::last_os_error());
             }
             for (path, text) in &files {
@@ -215,8 +313,54 @@ fn enter_user_and_net_namespace_on_exec(command: &mut std::process::Command) {
                     return Err(err);
                 }
             }
+            if also & libc::CLONE_NEWNS != 0 {
+                private_run_netns()?;
+            }
             Ok(())
         });
+    }
+}
+
+/// In a mount namespace of the caller's own: every mount private, an empty tmpfs on
+/// `/run/netns` (see [`enter_user_namespace_on_exec`]). Only system calls, no allocation.
+fn private_run_netns() -> io::Result<()> {
+    let check = |rc: libc::c_int| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    let none = std::ptr::null();
+    let tmpfs = c"tmpfs".as_ptr();
+    // SAFETY: every pointer is a NUL-terminated literal or null, as mount(2) allows.
+    unsafe {
+        check(libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            none.cast(),
+        ))?;
+        if libc::mkdir(c"/run/netns".as_ptr(), 0o755) != 0
+            && io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+        {
+            check(libc::mount(
+                c"maxlisten-run".as_ptr(),
+                c"/run".as_ptr(),
+                tmpfs,
+                0,
+                none.cast(),
+            ))?;
+            check(libc::mkdir(c"/run/netns".as_ptr(), 0o755))?;
+        }
+        check(libc::mount(
+            c"maxlisten-test".as_ptr(),
+            c"/run/netns".as_ptr(),
+            tmpfs,
+            0,
+            none.cast(),
+        ))
     }
 }
 
@@ -309,14 +453,40 @@ pub fn fill_queue(addr: SocketAddr, attempts: usize) -> (Vec<Socket>, usize) {
 /// `(Recv-Q, Send-Q)` of the listening Unix socket `local` (a path, or `@name`) as `ss -xl`
 /// shows it in the calling thread's namespace.
 pub fn ss_unix(local: &str) -> (u32, u32) {
-    let text = ss(&["-xlH"]);
+    ss_unix_in(None, local)
+}
+
+/// `(Recv-Q, Send-Q)` of the listening Unix socket `local` as `ss -xl` shows it in `netns`
+/// (see [`ss_in`]).
+pub fn ss_unix_in(netns: Option<&str>, local: &str) -> (u32, u32) {
+    let text = ss_in(netns, &["-xlH"]);
     // Netid State Recv-Q Send-Q Local Inode Peer Inode
     let line = text
         .lines()
         .find(|line| line.split_whitespace().nth(4) == Some(local))
-        .unwrap_or_else(|| panic!("ss -xl shows no listener {local}:\n{text}"));
+        .unwrap_or_else(|| panic!("ss -xl shows no listener {local} in {netns:?}:\n{text}"));
     let field = |i: usize| line.split_whitespace().nth(i).unwrap().parse().unwrap();
     (field(2), field(3))
+}
+
+/// Raises this process's soft limit of open descriptors to its hard limit (no privilege
+/// needed), for a test that holds `need` descriptors at once: a login's soft limit is often
+/// 1024. Fails, naming both, if the hard limit is below `need`.
+pub fn allow_open_files(need: u64) {
+    // SAFETY: rlimit is plain old data; all zeroes is a valid value.
+    let mut limit: libc::rlimit = unsafe { mem::zeroed() };
+    // SAFETY: `limit` is a live local the kernel writes.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0, "getrlimit: {}", io::Error::last_os_error());
+    assert!(
+        limit.rlim_max >= need,
+        "the test holds {need} descriptors; RLIMIT_NOFILE's hard limit is {}",
+        limit.rlim_max
+    );
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: `limit` is a live, initialised rlimit.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0, "setrlimit: {}", io::Error::last_os_error());
 }
 
 /// A fresh directory for the test's socket files.

@@ -3,7 +3,8 @@
 //! `unshare --net --pid --fork --mount-proc` (a container with its own PID namespace). Each sets
 //! its own `net.core.somaxconn` inside (never the host's) and runs real servers there: Python and
 //! Node TCP servers, a Python Unix listener. Everything is removed on drop, even after a failed
-//! assertion. Needs root.
+//! assertion. Needs root, or root of a user namespace of one's own with a mount namespace and
+//! an empty `/run/netns` (see `own_netns` and `own_sandbox`); [`Cgroup`] needs the host's root.
 #![allow(dead_code)] // each test file uses a part
 
 use std::io::{Read, Write};
@@ -33,32 +34,24 @@ pub enum Server {
     PythonUnix { path: String, backlog: i32 },
 }
 
-const PYTHON_TCP: &str = r#"
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", int(sys.argv[1])))
-s.listen(int(sys.argv[2]))
-print(sys.argv[3], flush=True)
-while True:
-    c, _ = s.accept()
-    try:
-        c.sendall(b"hello\n")
-    except OSError:
-        pass  # a client that left first
-    c.close()
-"#;
-
-const PYTHON_UNIX: &str = r#"
+/// A Python server: `python3 -c PYTHON WHERE BACKLOG READY` listens on 127.0.0.1:WHERE, or on
+/// the Unix path WHERE (a stale file there removed first), prints READY and answers "hello\n".
+const PYTHON: &str = r#"
 import os, socket, sys
-try:
-    os.unlink(sys.argv[1])
-except FileNotFoundError:
-    pass
-s = socket.socket(socket.AF_UNIX)
-s.bind(sys.argv[1])
-s.listen(int(sys.argv[2]))
-print(sys.argv[3], flush=True)
+where, backlog, ready = sys.argv[1:4]
+if where.startswith("/"):
+    try:
+        os.unlink(where)
+    except FileNotFoundError:
+        pass
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(where)
+else:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", int(where)))
+s.listen(int(backlog))
+print(ready, flush=True)
 while True:
     c, _ = s.accept()
     try:
@@ -79,14 +72,17 @@ impl Server {
     fn command(&self, ready: &str) -> String {
         match self {
             Server::PythonTcp { port, backlog } => {
-                format!("python3 -c {} {port} {backlog} {ready}", quote(PYTHON_TCP))
+                format!("python3 -c {} {port} {backlog} {ready}", quote(PYTHON))
             }
             Server::NodeTcp { port } => format!("node -e {} {port} {ready}", quote(NODE_TCP)),
-            Server::PythonUnix { path, backlog } => format!(
-                "python3 -c {} {} {backlog} {ready}",
-                quote(PYTHON_UNIX),
-                quote(path)
-            ),
+            Server::PythonUnix { path, backlog } => {
+                assert!(path.starts_with('/'), "a Unix path: {path}");
+                format!(
+                    "python3 -c {} {} {backlog} {ready}",
+                    quote(PYTHON),
+                    quote(path)
+                )
+            }
         }
     }
 }
@@ -267,36 +263,14 @@ impl Fixture {
         std::os::unix::fs::MetadataExt::ino(&meta)
     }
 
-    /// What `ss ARGS` prints inside the namespace (run with `nsenter --net`).
-    pub fn ss(&self, args: &[&str]) -> String {
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", self.netns_path()))
-            .arg("ss")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "ss: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     /// Send-Q (the backlog) of the TCP listener on `port`, as `ss -ltn` shows it inside.
     pub fn ss_backlog(&self, port: u16) -> u32 {
-        let text = self.ss(&["-ltnH", &format!("sport = :{port}")]);
-        let line = text
-            .lines()
-            .next()
-            .unwrap_or_else(|| panic!("no listener on {port} in {:?}", self.kind));
-        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+        super::ss_send_q_in(Some(&self.netns_path()), port)
     }
 
     /// Send-Q of the Unix listener `path`, as `ss -xl` shows it inside.
     pub fn ss_unix_backlog(&self, path: &str) -> u32 {
-        let text = self.ss(&["-xlH"]);
-        let line = text
-            .lines()
-            .find(|l| l.split_whitespace().nth(4) == Some(path))
-            .unwrap_or_else(|| panic!("no Unix listener {path}:\n{text}"));
-        line.split_whitespace().nth(3).unwrap().parse().unwrap()
+        super::ss_unix_in(Some(&self.netns_path()), path).1
     }
 
     /// Whether the TCP server on `port` inside answers "hello" (connects from inside, with
@@ -462,28 +436,9 @@ impl Drop for Fixture {
 /// Kills the processes whose parent is `pid` (never 0).
 fn kill_children(pid: u32) {
     assert_ne!(pid, 0);
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{child}/status")) else {
-            continue;
-        };
-        let ppid = status
-            .lines()
-            .find_map(|l| l.strip_prefix("PPid:"))
-            .and_then(|v| v.trim().parse::<u32>().ok());
-        if ppid == Some(pid) {
-            // SAFETY: kill has no memory preconditions.
-            unsafe { libc::kill(child as i32, libc::SIGKILL) };
-        }
+    for child in children(pid) {
+        // SAFETY: kill has no memory preconditions.
+        unsafe { libc::kill(child as i32, libc::SIGKILL) };
     }
 }
 
@@ -495,4 +450,81 @@ pub fn run(program: &str, args: &[&str]) {
         "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `unshare --net` running `program ARGS` in a network namespace of its own with `lo` up and,
+/// with `limit`, its `net.core.somaxconn` set inside: a "container" of one process (`exec`, so
+/// the child's pid is the program's). Not started: add pipes and spawn it.
+pub fn unshared<S: AsRef<std::ffi::OsStr>>(limit: Option<u32>, program: &[S]) -> Command {
+    let set = limit.map_or(String::new(), |limit| {
+        format!("echo {limit} > /proc/sys/net/core/somaxconn && ")
+    });
+    let mut command = Command::new("unshare");
+    command
+        .args(["--net", "sh", "-c"])
+        .arg(format!("ip link set lo up && {set}exec \"$0\" \"$@\""))
+        .args(program);
+    command
+}
+
+/// The Docker container, containerd container and Kubernetes pod that [`three`] names.
+pub const DOCKER_ID: &str = "3f4e5d6c7b8a99887766554433221100ffeeddccbbaa00112233445566778899";
+pub const CRI_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
+pub const POD: &str = "6b1f0c52-3a9e-4d7b-8c21-0f9e8d7c6b5a";
+/// The ports of the Python and Node servers of [`three`].
+pub const PY: u16 = 8080;
+pub const NODE: u16 = 8081;
+
+/// The Unix listener's path, one per test process, test and namespace kind (tests run at once).
+pub fn unix_path(test: &str, kind: Kind) -> String {
+    std::env::temp_dir()
+        .join(format!("maxlisten-{}-{test}-{kind:?}.sock", token()))
+        .display()
+        .to_string()
+}
+
+/// Python on [`PY`] (backlog 7), Node on [`NODE`] (511) and a Python Unix listener (5) at
+/// [`unix_path`]`(test, kind)`.
+pub fn servers(test: &str, kind: Kind) -> Vec<Server> {
+    vec![
+        Server::PythonTcp {
+            port: PY,
+            backlog: 7,
+        },
+        Server::NodeTcp { port: NODE },
+        Server::PythonUnix {
+            path: unix_path(test, kind),
+            backlog: 5,
+        },
+    ]
+}
+
+/// The three namespaces (limits 1111, 2222 and 3333), each with [`servers`]. With `cgroups`,
+/// the `unshare --net` one's processes are moved into a Docker-named cgroup and the
+/// container's into a Kubernetes pod's containerd cgroup (needs the host's root); without,
+/// none is made and the first `Vec` is empty.
+pub fn three(test: &str, cgroups: bool) -> (Vec<Cgroup>, Vec<Fixture>) {
+    let fixtures = vec![
+        Fixture::start(Kind::Unshared, 1111, &servers(test, Kind::Unshared)),
+        Fixture::start(Kind::Named, 2222, &servers(test, Kind::Named)),
+        Fixture::start(Kind::Container, 3333, &servers(test, Kind::Container)),
+    ];
+    if !cgroups {
+        return (Vec::new(), fixtures);
+    }
+    let pod = POD.replace('-', "_");
+    let cgroups = vec![
+        Cgroup::new(
+            &format!("system.slice/docker-{DOCKER_ID}.scope"),
+            &fixtures[0].descendants(),
+        ),
+        Cgroup::new(
+            &format!(
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{pod}.slice/\
+                 cri-containerd-{CRI_ID}.scope"
+            ),
+            &fixtures[2].descendants(),
+        ),
+    ];
+    (cgroups, fixtures)
 }
