@@ -4,14 +4,17 @@
 //! Exit status: 0 when everything asked for was done (also when nothing was below the limit), 1
 //! when anything failed or was refused, 2 for a usage error.
 
+use std::cmp::Ordering;
 use std::process::ExitCode;
 
+use maxlisten::select::Selector;
 use maxlisten::survey::{self, ListenerInfo, Survey};
+use maxlisten::Backlog;
 
 use crate::filters::{Filters, Scope};
 use crate::render::chain;
 use crate::render::table::{count, netns_label, owner};
-use crate::survey::note_unreadable;
+use crate::survey::note_unreadable_processes;
 
 pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten raise --all-below-limit --dry-run\n  \
@@ -97,18 +100,20 @@ pub(crate) fn run(args: Args) -> ExitCode {
         let without_limit = selector.clone().below_limit(false);
         let any = found.listeners.iter().any(|l| without_limit.matches(l));
         if args.all_below_limit && (any || without_limit.is_empty()) {
-            println!("nothing to raise: no chosen listener is below its namespace's limit");
-            note_unreadable(&found);
-            return ExitCode::SUCCESS;
+            let read = if found.unreadable_namespaces.is_empty() {
+                ""
+            } else {
+                " of the namespaces read"
+            };
+            println!("nothing to raise: no chosen listener{read} is below its namespace's limit");
+            return finish(&found, 0, args.dry_run);
         }
-        match selector.chosen_pid() {
-            Some(pid) => eprintln!(
-                "maxlisten raise: {}",
-                survey::why_not_listed(pid, selector.chosen_fd())
-            ),
-            None => eprintln!("maxlisten raise: no listener matches"),
-        }
-        note_unreadable(&found);
+        eprintln!(
+            "maxlisten raise: no listener matches {}{}",
+            args.asked(),
+            why_none(&found, &selector, &args.scope)
+        );
+        finish(&found, 0, args.dry_run);
         return ExitCode::FAILURE;
     }
     let plans: Vec<Plan> = chosen
@@ -155,6 +160,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
              them)",
             count(lowering.len(), "listener")
         );
+        finish(&found, 0, args.dry_run);
         return ExitCode::FAILURE;
     }
     let mut failed = 0;
@@ -165,39 +171,203 @@ pub(crate) fn run(args: Args) -> ExitCode {
             println!("{what}: already {} (its limit {})", l.backlog, limit(l));
             continue;
         }
+        let target = target(l, args.backlog);
         if args.dry_run {
-            let holder = if l.processes.is_empty() {
-                ", no holder found"
+            // What the real run would say, short of what only trying tells (ptrace
+            // permission, a process gone meanwhile).
+            if l.processes.is_empty() {
+                failed += 1;
+                let why = no_holder(l, p.request);
+                eprintln!(
+                    "{what}: {} → {target} would fail (dry run): {why}",
+                    l.backlog
+                );
             } else {
-                ""
-            };
-            println!("{what}{holder}: {} → {} (dry run)", l.backlog, p.expected);
+                println!("{what}: {} → {target} (dry run)", l.backlog);
+            }
             continue;
         }
         match raise_one(l, p.request) {
-            Ok(after) => println!("{what}: {} → {after}", l.backlog),
-            Err(err) => {
+            Outcome::Done { applied, note } => {
+                let applied = applied.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+                println!("{what}: {} → {applied}{note}", l.backlog);
+            }
+            Outcome::Already(why) => println!("{what}: {why}"),
+            Outcome::Failed(why) => {
                 failed += 1;
-                eprintln!("{what}: {err}");
+                eprintln!("{what}: {why}");
             }
         }
     }
-    note_unreadable(&found);
-    if failed > 0 {
-        eprintln!("maxlisten raise: {} not raised", count(failed, "listener"));
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    finish(&found, failed, args.dry_run)
 }
 
-/// Re-listens `l` with `request` through one of its holders; the applied backlog as text, or
-/// the error with its causes. `raise` and `raise --watch` both raise through here.
-pub(crate) fn raise_one(l: &ListenerInfo, request: u32) -> Result<String, String> {
+impl Args {
+    /// The selecting flags as given, for messages: `--netns blue --port 8000`.
+    fn asked(&self) -> String {
+        let mut flags = self.scope.flags();
+        flags.extend(self.filters.flags());
+        if self.all_below_limit {
+            flags.push("--all-below-limit".into());
+        }
+        flags.join(" ")
+    }
+}
+
+/// After "no listener matches FLAGS": why, where the survey tells, and where to look.
+fn why_none(found: &Survey, selector: &Selector, scope: &Scope) -> String {
+    if let Some(pid) = selector.chosen_pid() {
+        // The process (and descriptor) alone match nothing: say why, from /proc.
+        let mut by_pid = Selector::new().pid(pid);
+        if let Some(fd) = selector.chosen_fd() {
+            by_pid = by_pid.fd(fd);
+        }
+        if !found.listeners.iter().any(|l| by_pid.matches(l)) {
+            let why = survey::why_not_listed(pid, selector.chosen_fd());
+            return format!(": {why}; nothing changed");
+        }
+    }
+    let mut survey = vec!["maxlisten survey".to_string()];
+    survey.extend(scope.flags());
+    let more = if scope.flags().is_empty() {
+        "; --all-namespaces for every namespace"
+    } else {
+        ""
+    };
+    format!(
+        "; nothing changed ({} lists the listeners there{more})",
+        survey.join(" ")
+    )
+}
+
+/// The end of a run: what could not be read, the failures, and the exit status (0 only when
+/// everything asked for was done; a namespace that could not be read holds listeners that
+/// could not be raised).
+fn finish(found: &Survey, failed: usize, dry_run: bool) -> ExitCode {
+    let (not, dry) = if dry_run {
+        ("would not be", " (dry run)")
+    } else {
+        ("were not", "")
+    };
+    note_unreadable_processes(found);
+    for ns in &found.unreadable_namespaces {
+        eprintln!("maxlisten raise: {ns}; its listeners {not} raised");
+    }
+    if failed > 0 {
+        eprintln!(
+            "maxlisten raise: {} {not} raised{dry}",
+            count(failed, "listener")
+        );
+    }
+    let unread = found.unreadable_namespaces.len();
+    if unread > 0 {
+        eprintln!(
+            "maxlisten raise: {} could not be read; the listeners in {} {not} raised{dry}",
+            count(unread, "network namespace"),
+            if unread == 1 { "it" } else { "them" }
+        );
+    }
+    if failed > 0 || unread > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What a listener will be raised to: the request capped at its namespace's limit, or, where
+/// that limit could not be read, the request and the cap the kernel will still apply.
+fn target(l: &ListenerInfo, backlog: Option<u32>) -> String {
+    match (l.limit, backlog) {
+        (Some(limit), _) => backlog.map_or(limit, |b| b.min(limit)).to_string(),
+        (None, Some(b)) => format!("{b} (at most its namespace's limit, which cannot be read)"),
+        (None, None) => "its namespace's limit (which cannot be read)".into(),
+    }
+}
+
+/// Why the real run would fail for a listener no process is known to hold. `relisten` finds
+/// no holder to borrow the socket from, so it changes nothing and only says why, from what this
+/// process can observe (hidepid, missing privilege, a PID namespace of its own).
+fn no_holder(l: &ListenerInfo, request: u32) -> String {
+    debug_assert!(l.processes.is_empty());
     match survey::relisten(l, request) {
-        Ok(after) => Ok(after
-            .applied()
-            .map_or_else(|| format!("unknown ({after})"), |a| a.to_string())),
-        Err(err) => Err(chain(&err)),
+        Err(err) => chain(&err),
+        Ok(_) => "no process is known to hold it".into(),
+    }
+}
+
+/// How a re-listen ended.
+pub(crate) enum Outcome {
+    /// Changed as asked, to `applied` (`None`: it cannot be read back); `note` says how it
+    /// differs from what was expected, if it does.
+    Done { applied: Option<u32>, note: String },
+    /// Nothing to do after all: the kernel capped the request at the backlog it had, its
+    /// namespace's limit (which could not be read before). The text says so.
+    Already(String),
+    /// Not done: why.
+    Failed(String),
+}
+
+/// Re-listens `l` with `request` through one of its holders, and judges the backlog read back
+/// against what was asked. `raise` and `raise --watch` both raise through here.
+pub(crate) fn raise_one(l: &ListenerInfo, request: u32) -> Outcome {
+    match survey::relisten(l, request) {
+        Ok(after) => judge(l, request, after),
+        Err(err) => Outcome::Failed(chain(&err)),
+    }
+}
+
+/// The outcome of a `listen(2)` with `request` that left `after`, for a listener surveyed at
+/// `l.backlog` under its namespace's limit `l.limit`.
+fn judge(l: &ListenerInfo, request: u32, after: Backlog) -> Outcome {
+    let before = l.backlog;
+    let target = l.limit.map_or(request, |limit| request.min(limit));
+    let Some(applied) = after.applied() else {
+        return Outcome::Done {
+            applied: None,
+            note: format!(" ({after}: listen(2) succeeded, the result cannot be read back)"),
+        };
+    };
+    if applied == target {
+        return Outcome::Done {
+            applied: Some(applied),
+            note: String::new(),
+        };
+    }
+    let wanted = target.cmp(&before);
+    let got = applied.cmp(&before);
+    if got == wanted {
+        // Moved the way asked, not as far: the limit is not what the survey read (or, where it
+        // could not be read, the kernel capped the request at it).
+        let note = l.limit.map_or(String::new(), |limit| {
+            format!(
+                " (not the {target} expected: its namespace's limit is no longer {limit};                  net.core.somaxconn changed since the survey)"
+            )
+        });
+        return Outcome::Done {
+            applied: Some(applied),
+            note,
+        };
+    }
+    match (got, l.limit) {
+        // listen(2) caps at the namespace's limit: with the request above the backlog and the
+        // backlog unchanged, the backlog is that limit.
+        (Ordering::Equal, None) if wanted == Ordering::Greater => Outcome::Already(format!(
+            "already {before}, its namespace's limit (listen(2) capped the request at it;              net.core.somaxconn cannot be read here)"
+        )),
+        (Ordering::Equal, limit) => Outcome::Failed(format!(
+            "the backlog stayed {before}, not the {target} asked for{}",
+            limit.map_or(String::new(), |limit| format!(
+                " (its namespace's limit was {limit} at the survey: net.core.somaxconn changed \
+                 since?)"
+            ))
+        )),
+        (Ordering::Less, _) => Outcome::Failed(format!(
+            "the kernel lowered the backlog to {applied}, though {target} was asked for: its \
+             namespace's limit fell below {before} since it listened"
+        )),
+        (Ordering::Greater, _) => Outcome::Failed(format!(
+            "the kernel raised the backlog to {applied}, though {target} was asked for"
+        )),
     }
 }
 
