@@ -171,7 +171,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
             println!("{what}: already {} (its limit {})", l.backlog, limit(l));
             continue;
         }
-        let target = target(l, args.backlog);
+        let target = target(l, p.request);
         if args.dry_run {
             // What the real run would say, short of what only trying tells (ptrace
             // permission, a process gone meanwhile).
@@ -227,44 +227,46 @@ fn why_none(found: &Survey, selector: &Selector, scope: &Scope) -> String {
             return format!(": {why}; nothing changed");
         }
     }
-    let mut survey = vec!["maxlisten survey".to_string()];
-    survey.extend(scope.flags());
-    let more = if scope.flags().is_empty() {
-        "; --all-namespaces for every namespace"
+    let flags = scope.flags();
+    if flags.is_empty() {
+        "; nothing changed (maxlisten survey lists the listeners of this network namespace; \
+         --all-namespaces, of every one)"
+            .into()
     } else {
-        ""
-    };
-    format!(
-        "; nothing changed ({} lists the listeners there{more})",
-        survey.join(" ")
-    )
+        format!(
+            "; nothing changed (maxlisten survey {} lists the listeners there)",
+            flags.join(" ")
+        )
+    }
 }
 
 /// The end of a run: what could not be read, the failures, and the exit status (0 only when
 /// everything asked for was done; a namespace that could not be read holds listeners that
 /// could not be raised).
 fn finish(found: &Survey, failed: usize, dry_run: bool) -> ExitCode {
-    let (not, dry) = if dry_run {
-        ("would not be", " (dry run)")
-    } else {
-        ("were not", "")
+    let not = |n: usize| match (dry_run, n) {
+        (true, _) => "would not be raised (dry run)",
+        (false, 1) => "was not raised",
+        (false, _) => "were not raised",
     };
     note_unreadable_processes(found);
+    let unread = found.unreadable_namespaces.len();
     for ns in &found.unreadable_namespaces {
-        eprintln!("maxlisten raise: {ns}; its listeners {not} raised");
+        eprintln!("maxlisten raise: {ns}; the listeners in it {}", not(2));
     }
     if failed > 0 {
         eprintln!(
-            "maxlisten raise: {} {not} raised{dry}",
-            count(failed, "listener")
+            "maxlisten raise: {} {}",
+            count(failed, "listener"),
+            not(failed)
         );
     }
-    let unread = found.unreadable_namespaces.len();
     if unread > 0 {
         eprintln!(
-            "maxlisten raise: {} could not be read; the listeners in {} {not} raised{dry}",
+            "maxlisten raise: {} could not be read; the listeners in {} {}",
             count(unread, "network namespace"),
-            if unread == 1 { "it" } else { "them" }
+            if unread == 1 { "it" } else { "them" },
+            not(2)
         );
     }
     if failed > 0 || unread > 0 {
@@ -274,13 +276,14 @@ fn finish(found: &Survey, failed: usize, dry_run: bool) -> ExitCode {
     }
 }
 
-/// What a listener will be raised to: the request capped at its namespace's limit, or, where
-/// that limit could not be read, the request and the cap the kernel will still apply.
-fn target(l: &ListenerInfo, backlog: Option<u32>) -> String {
-    match (l.limit, backlog) {
-        (Some(limit), _) => backlog.map_or(limit, |b| b.min(limit)).to_string(),
-        (None, Some(b)) => format!("{b} (at most its namespace's limit, which cannot be read)"),
-        (None, None) => "its namespace's limit (which cannot be read)".into(),
+/// What a listener will be raised to with `request` (`u32::MAX`: no --backlog): the request
+/// capped at its namespace's limit, or, where that limit could not be read, the request and
+/// the cap the kernel will still apply.
+fn target(l: &ListenerInfo, request: u32) -> String {
+    match (l.limit, request) {
+        (Some(limit), _) => request.min(limit).to_string(),
+        (None, u32::MAX) => "its namespace's limit (which cannot be read here)".into(),
+        (None, b) => format!("{b} (at most its namespace's limit, which cannot be read here)"),
     }
 }
 
@@ -321,6 +324,7 @@ pub(crate) fn raise_one(l: &ListenerInfo, request: u32) -> Outcome {
 fn judge(l: &ListenerInfo, request: u32, after: Backlog) -> Outcome {
     let before = l.backlog;
     let target = l.limit.map_or(request, |limit| request.min(limit));
+    let asked = self::target(l, request);
     let Some(applied) = after.applied() else {
         return Outcome::Done {
             applied: None,
@@ -340,7 +344,8 @@ fn judge(l: &ListenerInfo, request: u32, after: Backlog) -> Outcome {
         // could not be read, the kernel capped the request at it).
         let note = l.limit.map_or(String::new(), |limit| {
             format!(
-                " (not the {target} expected: its namespace's limit is no longer {limit};                  net.core.somaxconn changed since the survey)"
+                " (not the {target} expected: its namespace's limit is no longer {limit}; \
+                 net.core.somaxconn changed since the survey)"
             )
         });
         return Outcome::Done {
@@ -352,21 +357,27 @@ fn judge(l: &ListenerInfo, request: u32, after: Backlog) -> Outcome {
         // listen(2) caps at the namespace's limit: with the request above the backlog and the
         // backlog unchanged, the backlog is that limit.
         (Ordering::Equal, None) if wanted == Ordering::Greater => Outcome::Already(format!(
-            "already {before}, its namespace's limit (listen(2) capped the request at it;              net.core.somaxconn cannot be read here)"
+            "already {before}, its namespace's limit (listen(2) capped the request at it; \
+             net.core.somaxconn cannot be read here)"
         )),
         (Ordering::Equal, limit) => Outcome::Failed(format!(
-            "the backlog stayed {before}, not the {target} asked for{}",
+            "the backlog stayed {before}, not the {asked} asked for{}",
             limit.map_or(String::new(), |limit| format!(
                 " (its namespace's limit was {limit} at the survey: net.core.somaxconn changed \
                  since?)"
             ))
         )),
-        (Ordering::Less, _) => Outcome::Failed(format!(
-            "the kernel lowered the backlog to {applied}, though {target} was asked for: its \
-             namespace's limit fell below {before} since it listened"
+        (Ordering::Less, None) => Outcome::Failed(format!(
+            "the kernel lowered the backlog to {applied}, its namespace's limit, which cannot be \
+             read here and is below the {before} it had; nothing can take it back above that \
+             limit"
+        )),
+        (Ordering::Less, Some(_)) => Outcome::Failed(format!(
+            "the kernel lowered the backlog to {applied}, though {asked} was asked for: its \
+             namespace's limit fell below {before} since the survey"
         )),
         (Ordering::Greater, _) => Outcome::Failed(format!(
-            "the kernel raised the backlog to {applied}, though {target} was asked for"
+            "the kernel raised the backlog to {applied}, though {asked} was asked for"
         )),
     }
 }
