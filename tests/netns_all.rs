@@ -340,7 +340,7 @@ fn unenterable_child() {
         .iter()
         .find(|ns| ns.netns == inode)
         .unwrap_or_else(|| panic!("{inode} not kept: {:?}", survey.unreadable_namespaces));
-    assert_eq!(ns.names, [name.clone()]);
+    assert_eq!(ns.names, std::slice::from_ref(&name));
     assert_eq!(ns.pid, Some(pid));
     let err = ns.error();
     assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
