@@ -110,6 +110,12 @@ impl Filters {
         flags
     }
 
+    /// Whether these flags name particular listeners (`--pid`, `--fd`, `--port`, `--path`), as
+    /// `--proto` and `--device` alone do not: finding none of those is a failure.
+    pub(crate) fn names_listeners(&self) -> bool {
+        self.pid.is_some() || self.fd.is_some() || self.port.is_some() || self.path.is_some()
+    }
+
     /// The library selector these flags describe.
     pub(crate) fn selector(&self) -> Selector {
         let mut selector = Selector::new();

@@ -99,7 +99,9 @@ pub(crate) fn run(args: Args) -> ExitCode {
     if chosen.is_empty() {
         let without_limit = selector.clone().below_limit(false);
         let any = found.listeners.iter().any(|l| without_limit.matches(l));
-        if args.all_below_limit && (any || without_limit.is_empty()) {
+        // With --all-below-limit, nothing below the limit is nothing to do; unless listeners
+        // named outright (--pid, --fd, --port, --path) do not exist at all.
+        if args.all_below_limit && (any || !args.filters.names_listeners()) {
             let read = if found.unreadable_namespaces.is_empty() {
                 ""
             } else {
