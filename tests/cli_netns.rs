@@ -698,6 +698,30 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
         "{}",
         text(&out)
     );
+    // raise --watch says it once, not at every pass, and keeps watching.
+    let watch = Command::new("nsenter")
+        .arg(format!("--user=/proc/{pid}/ns/user"))
+        .args(["unshare", "--net", BIN, "raise", "--watch", "1"])
+        .args(["--all-namespaces", "--all-below-limit"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // nsenter and unshare exec in place: the pid is maxlisten's. Three passes or so.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: kill has no memory preconditions; the pid is this test's child, not reaped.
+    assert_eq!(unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) }, 0);
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches(&format!("cannot read netns={inode}: {named}"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert_eq!(fixture.ss_backlog(PY), 7);
     // As root, the same namespace is read, and the run does what was asked.
     let out = run(&["raise", "--all-namespaces", "--all-below-limit"]);
     assert!(out.status.success(), "{}", text(&out));

@@ -110,8 +110,13 @@ pub(crate) fn run(args: Args) -> ExitCode {
             println!("nothing to raise: no chosen listener{read} is below its namespace's limit");
             return finish(&found, 0, args.dry_run);
         }
+        let read = if found.unreadable_namespaces.is_empty() {
+            ""
+        } else {
+            " in the namespaces read"
+        };
         eprintln!(
-            "maxlisten raise: no listener matches {}{}",
+            "maxlisten raise: no listener{read} matches {}{}",
             args.asked(),
             why_none(&found, &selector, &args.scope)
         );
