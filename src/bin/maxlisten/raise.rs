@@ -1,8 +1,11 @@
 //! `maxlisten raise`: re-listen the chosen listeners in their owners' processes, each to its own
 //! namespace's limit (or --backlog), never lower unless --allow-lower.
 //!
-//! Exit status: 0 when everything asked for was done (also when nothing was below the limit), 1
-//! when anything failed or was refused, 2 for a usage error.
+//! Exit status: 0 when everything asked for was done (also when nothing was below the limit, or
+//! a listener was already at its limit), 1 when anything failed or was refused (a listener not
+//! raised or whose backlog stayed short of the target, one named by --pid, --fd, --port or
+//! --path that does not exist, a namespace that could not be read), 2 for a usage error. A dry
+//! run exits as the real run would, short of what only trying tells (ptrace permission).
 
 use std::cmp::Ordering;
 use std::process::ExitCode;
@@ -26,8 +29,9 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten raise --watch 30 --all-namespaces --all-below-limit\n\n\
     Selectors combine: every listener that matches all of them is raised, each to its own\n\
     network namespace's limit. A backlog is never lowered unless --allow-lower is given.\n\
-    Exit status: 0 when all was done (or nothing was below the limit), 1 on any failure, 2 for\n\
-    a usage error.";
+    Exit status: 0 when all was done (or nothing was below the limit), 1 on any failure (a\n\
+    listener not raised, a named one that does not exist, a namespace that could not be read;\n\
+    --dry-run: what the real run would), 2 for a usage error.";
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
