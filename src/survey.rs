@@ -31,6 +31,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::Arc;
 
 use socket2::SockRef;
 
@@ -197,12 +199,123 @@ pub struct NamespaceInfo {
     pub listeners: usize,
 }
 
+/// A network namespace that [`survey_all`] found but could not read: its listeners are missing
+/// from the survey, so none of them can be raised. `Display` names it (inode, `ip netns` names,
+/// a pid in it), the step that failed and the OS error, with what is missing where the error
+/// tells (`CAP_SYS_ADMIN` over its user namespace, for `setns`).
+///
+/// ```
+/// # if unsafe { libc::geteuid() } == 0 {
+/// let survey = maxlisten::survey::survey_all()?;
+/// for ns in &survey.unreadable_namespaces {
+///     // e.g. "network namespace 4026532524 (ip netns blue, pid 1234): setns: Operation not
+///     // permitted (os error 1); entering another network namespace needs CAP_SYS_ADMIN ..."
+///     eprintln!("{ns}");
+///     // Not surveyed: none of its listeners is in the survey.
+///     assert!(survey.namespace(ns.netns).is_none());
+///     assert!(survey.listeners.iter().all(|l| l.netns != ns.netns));
+/// }
+/// # }
+/// # Ok::<(), maxlisten::Error>(())
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug)]
+pub struct UnreadableNamespace {
+    /// Its inode (`net:[INODE]`).
+    pub netns: u64,
+    /// Its `ip netns` names (bind mounts under `/run/netns`); empty for most containers.
+    pub names: Vec<String>,
+    /// A process in it (the one it was found by), in the PID namespace of the `/proc` this
+    /// process sees; `None` for a namespace found only by its name under `/run/netns`.
+    pub pid: Option<u32>,
+    // Shared, not copied: `Error` holds an `io::Error`, which cannot be cloned.
+    error: Arc<Error>,
+}
+
+impl UnreadableNamespace {
+    /// Why it could not be read: [`Error::Namespace`] (step `open` or `setns`; `EPERM`,
+    /// kind `PermissionDenied`, without `CAP_SYS_ADMIN` over its user namespace), or
+    /// [`Error::Query`] for a `sock_diag` dump that failed inside it. The OS error and its
+    /// [`io::ErrorKind`] are kept.
+    ///
+    /// ```
+    /// # if unsafe { libc::geteuid() } == 0 {
+    /// for ns in maxlisten::survey::survey_all()?.unreadable_namespaces {
+    ///     println!("{}: {:?}", ns.netns, ns.error().kind());
+    /// }
+    /// # }
+    /// # Ok::<(), maxlisten::Error>(())
+    /// ```
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// `INODE (ip netns NAME, pid PID)`, with what is known.
+    fn label(netns: u64, names: &[String], pid: Option<u32>) -> String {
+        let mut known = Vec::new();
+        if !names.is_empty() {
+            known.push(format!("ip netns {}", names.join(", ")));
+        }
+        if let Some(pid) = pid {
+            known.push(format!("pid {pid}"));
+        }
+        if known.is_empty() {
+            netns.to_string()
+        } else {
+            format!("{netns} ({})", known.join(", "))
+        }
+    }
+
+    /// The namespace `ns`, and why it could not be read: a namespace error is named by its
+    /// label (inode, names, pid) rather than by the path it was opened by.
+    fn new(ns: &Netns, error: Error) -> UnreadableNamespace {
+        UnreadableNamespace::with(ns.inode(), ns.names().to_vec(), pid_of(ns.path()), error)
+    }
+
+    fn with(netns: u64, names: Vec<String>, pid: Option<u32>, error: Error) -> Self {
+        let error = match error {
+            Error::Namespace { step, source, .. } => Error::Namespace {
+                netns: UnreadableNamespace::label(netns, &names, pid),
+                step,
+                source,
+            },
+            other => other,
+        };
+        UnreadableNamespace {
+            netns,
+            names,
+            pid,
+            error: Arc::new(error),
+        }
+    }
+}
+
+impl fmt::Display for UnreadableNamespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.error {
+            // Already names it: "network namespace LABEL: STEP: OS error".
+            Error::Namespace { .. } => write!(f, "{}", self.error),
+            other => write!(
+                f,
+                "network namespace {}: {other}",
+                UnreadableNamespace::label(self.netns, &self.names, self.pid)
+            ),
+        }
+    }
+}
+
+/// The pid in a `/proc/PID/ns/net` or `/proc/PID/task/TID/ns/net` path.
+fn pid_of(path: &Path) -> Option<u32> {
+    let mut parts = path.strip_prefix("/proc").ok()?.components();
+    parts.next()?.as_os_str().to_str()?.parse().ok()
+}
+
 /// What a survey found.
 ///
 /// ```
 /// let survey = maxlisten::survey::survey()?;
 /// assert_eq!(survey.namespaces.len(), 1);
-/// assert_eq!(survey.unreadable_namespaces, 0);
+/// assert!(survey.unreadable_namespaces.is_empty());
 /// # Ok::<(), maxlisten::Error>(())
 /// ```
 #[non_exhaustive]
@@ -218,9 +331,10 @@ pub struct Survey {
     pub unreadable_processes: usize,
     /// Their pids, in ascending order.
     pub unreadable_pids: Vec<u32>,
-    /// Namespaces that could not be read: found by [`survey_all`] but refused (a bind mount
-    /// that could not be opened, a namespace whose dump failed).
-    pub unreadable_namespaces: usize,
+    /// Namespaces that [`survey_all`] found but could not read, each with its error, ordered by
+    /// inode: their listeners are missing from `listeners` (empty for [`survey`] and
+    /// [`survey_netns`], which fail instead).
+    pub unreadable_namespaces: Vec<UnreadableNamespace>,
 }
 
 impl Survey {
@@ -272,12 +386,16 @@ pub fn survey() -> Result<Survey, Error> {
 /// ```
 pub fn survey_netns(ns: &Netns) -> Result<Survey, Error> {
     let inside = read_inside(ns)?;
-    Ok(assemble(vec![(ns.clone(), inside)], 0))
+    Ok(assemble(vec![(ns.clone(), inside)], Vec::new()))
 }
 
 /// Lists every listener of every network namespace on the host ([`Netns::all`]): the host's,
-/// every container's and pod's, every `ip netns`. A namespace that cannot be read is counted in
-/// [`Survey::unreadable_namespaces`] and skipped, as are processes that exit meanwhile.
+/// every container's and pod's, every `ip netns`. A namespace that cannot be entered or read
+/// (`setns` refused, a `sock_diag` dump that failed there, a bind mount under `/run/netns`
+/// that cannot be opened) is skipped and kept, with its error, in
+/// [`Survey::unreadable_namespaces`]: the survey is then not the whole host, and a caller that
+/// needs every listener (to raise them all, say) must treat it as a failure. Processes that
+/// exit meanwhile are skipped.
 ///
 /// A node agent runs this with the host's PID namespace (to see every container's processes),
 /// `CAP_SYS_PTRACE` (their namespaces and descriptors) and `CAP_SYS_ADMIN` (to enter the
@@ -299,16 +417,58 @@ pub fn survey_netns(ns: &Netns) -> Result<Survey, Error> {
 /// ```
 pub fn survey_all() -> Result<Survey, Error> {
     let all = Netns::all()?;
-    let mut unreadable = all.unreadable_namespaces;
-    let results = Netns::run_each(&all.namespaces, |_| read_here())?;
-    let mut read = Vec::with_capacity(all.namespaces.len());
-    for (ns, result) in all.namespaces.into_iter().zip(results) {
-        match result {
-            Ok(Ok(inside)) => read.push((ns, inside)),
-            _ => unreadable += 1,
+    let mut namespaces = all.namespaces;
+    let mut unreadable = Vec::new();
+    if all.unreadable_namespaces > 0 {
+        // `Netns::all` counts the `/run/netns` names it could not open: open them again here
+        // to keep each one's error (and survey those that open now).
+        for name in unopened_names(&namespaces) {
+            match Netns::named(&name) {
+                Ok(ns) if !namespaces.contains(&ns) => namespaces.push(ns),
+                Ok(_) => {}
+                Err(e) if gone(&e) => {}
+                Err(e) => {
+                    let inode = std::fs::metadata(Path::new(crate::netns::RUN_DIR).join(&name))
+                        .map_or(0, |m| std::os::unix::fs::MetadataExt::ino(&m));
+                    unreadable.push(UnreadableNamespace::with(inode, vec![name], None, e));
+                }
+            }
         }
     }
+    let results = Netns::run_each(&namespaces, |_| read_here())?;
+    let mut read = Vec::with_capacity(namespaces.len());
+    for (ns, result) in namespaces.into_iter().zip(results) {
+        match result {
+            Ok(Ok(inside)) => read.push((ns, inside)),
+            Ok(Err(e)) | Err(e) => unreadable.push(UnreadableNamespace::new(&ns, e)),
+        }
+    }
+    read.sort_by_key(|(ns, _)| ns.inode());
+    unreadable.sort_by_key(|u| u.netns);
     Ok(assemble(read, unreadable))
+}
+
+/// The names under `/run/netns` that none of `namespaces` carries.
+fn unopened_names(namespaces: &[Netns]) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(crate::netns::RUN_DIR) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|name| !namespaces.iter().any(|ns| ns.names().contains(name)))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether opening a namespace failed because it is not there (gone since it was listed) or is
+/// not a namespace at all (a stale file whose mount is gone): nothing unread.
+fn gone(err: &Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+    )
 }
 
 /// The listeners of [`survey`], without the counts.
@@ -372,7 +532,7 @@ fn read_here() -> Result<Inside, Error> {
 }
 
 /// The survey of the namespaces read, with one pass over `/proc` for the owners.
-fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: usize) -> Survey {
+fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: Vec<UnreadableNamespace>) -> Survey {
     let wanted: HashSet<u64> = read
         .iter()
         .flat_map(|(_, inside)| inside.tcp.iter().chain(&inside.unix).map(|l| l.inode))

@@ -13,10 +13,10 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::process::{listening, Killed};
-use common::{in_netns, own_netns, require_root, ss_send_q, ss_unix, temp_dir};
+use common::{in_netns, own_netns, require_root, set_somaxconn, ss_send_q, ss_unix, temp_dir};
 
 const LIMIT: u32 = 65535;
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
@@ -523,4 +523,265 @@ fn bad_input_gets_a_message_and_a_non_zero_exit() {
             "{sub}"
         );
     }
+}
+
+/// Waits until a process below `ancestor` is stopped in system call `nr` (as strace's
+/// `delay_enter` holds it), reading `/proc/PID/task/TID/syscall`.
+fn wait_in_syscall(ancestor: u32, nr: libc::c_long) {
+    let started = std::time::Instant::now();
+    let nr = nr.to_string();
+    loop {
+        let mut pids = vec![ancestor];
+        let mut found = false;
+        while let Some(pid) = pids.pop() {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                continue;
+            };
+            for task in tasks.flatten() {
+                let path = task.path();
+                let syscall = std::fs::read_to_string(path.join("syscall")).unwrap_or_default();
+                found |= syscall.split_whitespace().next() == Some(nr.as_str());
+                let children = std::fs::read_to_string(path.join("children")).unwrap_or_default();
+                pids.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
+            }
+        }
+        if found {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "no process below {ancestor} reached system call {nr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn raise_whose_backlog_stays_where_it_was_fails_saying_so() {
+    const TEST: &str = "raise_whose_backlog_stays_where_it_was_fails_saying_so";
+    if !own_netns(TEST) {
+        return;
+    }
+    in_netns(4096, || {
+        let server = start("python create_server", python("create_server", ""), 128);
+        assert_eq!(ss_send_q(server.port), 128);
+        // The survey sees limit 4096; then, while strace holds the command in its pidfd_open
+        // (the first step of the re-listen, after the survey), the limit falls to 128, so the
+        // kernel keeps 128: "128 → 128" is not a raise.
+        let port = server.port.to_string();
+        let raise = Command::new("strace")
+            .args(["-f", "-o", "/dev/null", "-e", "trace=pidfd_open"])
+            .args(["-e", "inject=pidfd_open:delay_enter=3000000"])
+            .args([BIN, "raise", "--port", &port])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run strace");
+        wait_in_syscall(raise.id(), libc::SYS_pidfd_open);
+        set_somaxconn(128);
+        let out = raise.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+        assert!(!stdout.contains("128 → 128"), "{stdout}");
+        assert!(
+            stderr.contains(&format!("tcp 127.0.0.1:{port} "))
+                && stderr.contains("the backlog stayed 128, not the 4096 asked for")
+                && stderr.contains("net.core.somaxconn changed"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("1 listener was not raised"), "{stderr}");
+        assert_eq!(ss_send_q(server.port), 128);
+        // Now at its limit: nothing to do, exit 0.
+        let out = run(&["raise", "--port", &port, "--backlog", "4096"], false);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("already 128 (its limit 128)"),
+            "{out:?}"
+        );
+    });
+}
+
+/// `maxlisten ARGS` in a mount namespace of its own where `/proc/sys` is masked (as podman's
+/// `--security-opt mask=/proc/sys` or systemd's `InaccessiblePaths=/proc/sys` make it): no
+/// namespace's `net.core.somaxconn` can be read.
+fn run_without_sysctls(args: &[&str]) -> Output {
+    Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg("mount -t tmpfs masked /proc/sys && exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn raise_where_the_limit_cannot_be_read_judges_what_the_kernel_applied() {
+    const TEST: &str = "raise_where_the_limit_cannot_be_read_judges_what_the_kernel_applied";
+    if !own_netns(TEST) {
+        return;
+    }
+    in_netns(128, || {
+        let at_limit = start("python create_server", python("create_server", ""), 128);
+        let port = at_limit.port.to_string();
+        let out = run_without_sysctls(&["survey", "--port", &port]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("unknown"),
+            "{out:?}"
+        );
+        // The kernel caps the request at the limit, and keeps 128: it is at its limit, which
+        // is nothing to do (not a raise "128 → 128").
+        let out = run_without_sysctls(&["raise", "--port", &port]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(!stdout.contains("128 → 128"), "{stdout}");
+        assert!(
+            stdout.contains("already 128, its namespace's limit"),
+            "{stdout}"
+        );
+        // A dry run cannot tell the target; it says so.
+        let out = run_without_sysctls(&["raise", "--port", &port, "--dry-run"]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .contains("128 → its namespace's limit (which cannot be read here) (dry run)"),
+            "{out:?}"
+        );
+        // With a higher limit, the same run raises it, and says to what.
+        set_somaxconn(4096);
+        let out = run_without_sysctls(&["raise", "--port", &port]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("128 → 4096"),
+            "{out:?}"
+        );
+        assert_eq!(ss_send_q(at_limit.port), 4096);
+        // A listener above a limit that fell since it listened: the limit cannot be read to
+        // know it, so the listen(2) lowers it. That is said, as a failure (exit 1), never as a
+        // raise.
+        let above = start("python listen(SOMAXCONN)", python("somaxconn", ""), 4096);
+        set_somaxconn(1024);
+        let port = above.port.to_string();
+        let out = run_without_sysctls(&["raise", "--port", &port]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(!stdout.contains('→'), "{stdout}");
+    });
+}
+
+#[test]
+fn no_listener_matches_echoes_the_flags_and_all_below_limit_finding_none_is_success() {
+    const TEST: &str =
+        "no_listener_matches_echoes_the_flags_and_all_below_limit_finding_none_is_success";
+    if !own_netns(TEST) {
+        return;
+    }
+    in_netns(4096, || {
+        // A port is a TCP criterion: with --proto unix, nothing can match.
+        let out = run(&["raise", "--port", "8000", "--proto", "unix"], false);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("no listener matches --port 8000 --proto unix; nothing changed"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("maxlisten survey"), "{stderr}");
+        let out = run(&["raise", "--path", "/run/no such.sock"], false);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("no listener matches --path '/run/no such.sock'"),
+            "{out:?}"
+        );
+        // A namespace named outright is echoed too (here: this one, by a path).
+        let out = run(
+            &["raise", "--netns", "/proc/self/ns/net", "--port", "8000"],
+            false,
+        );
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(
+                "no listener matches --netns /proc/self/ns/net --port 8000; nothing changed \
+                 (maxlisten survey --netns /proc/self/ns/net lists the listeners there)"
+            ),
+            "{out:?}"
+        );
+        // --all-below-limit finding nothing below the limit is nothing to do: exit 0, also
+        // with --proto or --device (which name no listener); a named one that does not exist
+        // is still a failure.
+        for args in [
+            &["raise", "--all-below-limit"][..],
+            &["raise", "--all-below-limit", "--proto", "unix"],
+            &["raise", "--all-below-limit", "--device", "lo"],
+        ] {
+            let out = run(args, false);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("nothing to raise"),
+                "{args:?}: {out:?}"
+            );
+        }
+        let out = run(&["raise", "--all-below-limit", "--port", "8000"], false);
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("no listener matches --port 8000 --all-below-limit"),
+            "{out:?}"
+        );
+    });
+}
+
+#[test]
+fn a_dry_run_that_finds_no_holder_fails_as_the_real_run_would() {
+    const TEST: &str = "a_dry_run_that_finds_no_holder_fails_as_the_real_run_would";
+    if !own_netns(TEST) {
+        return;
+    }
+    in_netns(4096, || {
+        let server = start("python create_server", python("create_server", ""), 128);
+        let port = server.port.to_string();
+        // In a PID namespace of its own (an agent without hostPID), the command sees the
+        // listener but no process holding it.
+        let raise = |extra: &[&str]| {
+            Command::new("unshare")
+                .args([
+                    "--pid",
+                    "--fork",
+                    "--mount-proc",
+                    BIN,
+                    "raise",
+                    "--port",
+                    &port,
+                ])
+                .args(extra)
+                .output()
+                .unwrap()
+        };
+        let real = raise(&[]);
+        let dry = raise(&["--dry-run"]);
+        assert_eq!(real.status.code(), Some(1), "{real:?}");
+        assert_eq!(dry.status.code(), real.status.code(), "{dry:?}");
+        let stderr = String::from_utf8_lossy(&dry.stderr);
+        assert!(
+            stderr.contains(&format!("tcp 127.0.0.1:{port} "))
+                && stderr.contains("128 → 4096 would fail (dry run)")
+                && stderr.contains("child PID namespace")
+                && stderr.contains("hostPID"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("1 listener would not be raised (dry run)"),
+            "{stderr}"
+        );
+        assert!(dry.stdout.is_empty(), "{dry:?}");
+        assert_eq!(ss_send_q(server.port), 128);
+        // With the holder in view, the dry run is a success and still changes nothing.
+        let out = run(&["raise", "--port", &port, "--dry-run"], false);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(ss_send_q(server.port), 128);
+    });
 }

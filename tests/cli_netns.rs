@@ -465,3 +465,168 @@ fn a_holder_outside_this_pid_namespace_is_reported_as_such() {
     );
     assert!(stderr.contains("hostPID"), "{stderr}");
 }
+
+/// A process in the network namespace `name` (which the host's user namespace owns) but in a
+/// user namespace of its own, as a rootless container joined to a namespace runs; killed on
+/// drop.
+struct InOwnUserns(std::process::Child);
+
+impl InOwnUserns {
+    fn start(name: &str) -> InOwnUserns {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                name,
+                "unshare",
+                "--user",
+                "--map-root-user",
+            ])
+            .args(["sleep", "120"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mine = std::fs::read_link("/proc/self/ns/user").unwrap();
+        let started = std::time::Instant::now();
+        // `ip netns exec` and `unshare` exec in place: the pid is sleep's once both are done.
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok() == Some(mine.clone())
+            || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            assert!(started.elapsed().as_secs() < 10, "{pid} did not start");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        InOwnUserns(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// `maxlisten ARGS` as an agent in that user namespace (root there, with every capability
+    /// there) and in a network namespace of its own: it can read the process's namespace but
+    /// not enter it (setns needs CAP_SYS_ADMIN over the host's user namespace, which owns it).
+    fn maxlisten(&self, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .arg(format!("--user=/proc/{}/ns/user", self.pid()))
+            .args(["unshare", "--net", BIN])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for InOwnUserns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
+    const TEST: &str = "a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise";
+    if !needs_root(
+        TEST,
+        "needs root: its agent runs in a user namespace made below the host's, beside the test's",
+    ) || !own_sandbox(TEST)
+    {
+        return;
+    }
+    let fixture = Fixture::start(
+        Kind::Named,
+        2048,
+        &[Server::PythonTcp {
+            port: PY,
+            backlog: 7,
+        }],
+    );
+    let name = fixture.name.clone().unwrap();
+    let inode = fixture.inode();
+    let agent = InOwnUserns::start(&name);
+    let pid = agent.pid();
+    let named = format!(
+        "network namespace {inode} (ip netns {name}, pid {pid}): setns: {}",
+        std::io::Error::from_raw_os_error(libc::EPERM)
+    );
+
+    // A listener below the limit is in it: the raise did not do what was asked. Exit 1,
+    // naming the namespace, a pid in it, the step and the OS error; a dry run says the same.
+    for dry in [false, true] {
+        let mut args = vec!["raise", "--all-namespaces", "--all-below-limit"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = agent.maxlisten(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&named), "{args:?}: {stderr}");
+        assert!(stderr.contains("CAP_SYS_ADMIN"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("1 network namespace could not be read"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(fixture.ss_backlog(PY), 7);
+
+    // The survey shows what it read (exit 0) and names it on stderr; the JSON lists it, the
+    // metric counts it.
+    let out = agent.maxlisten(&["survey", "--all-namespaces"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("note: {named}")) && stderr.contains("its listeners are missing"),
+        "{stderr}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(&format!("{name} ({inode}, pid {pid}): could not be read")),
+        "{table}"
+    );
+    let out = agent.maxlisten(&["survey", "--all-namespaces", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["unreadable_namespaces"], 1, "{doc}");
+    let details = &doc["unreadable_namespace_details"][0];
+    assert_eq!(details["netns"], inode);
+    assert_eq!(details["names"], serde_json::json!([name]));
+    assert_eq!(details["pid"], pid);
+    assert_eq!(details["kind"], "PermissionDenied");
+    assert!(
+        details["error"].as_str().unwrap().starts_with(&named),
+        "{details}"
+    );
+    let out = agent.maxlisten(&["survey", "--all-namespaces", "--prometheus"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("maxlisten_unreadable_namespaces 1\n"),
+        "{}",
+        text(&out)
+    );
+    // raise --watch says it once, not at every pass, and keeps watching.
+    let watch = Command::new("nsenter")
+        .arg(format!("--user=/proc/{pid}/ns/user"))
+        .args(["unshare", "--net", BIN, "raise", "--watch", "1"])
+        .args(["--all-namespaces", "--all-below-limit"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // nsenter and unshare exec in place: the pid is maxlisten's. Three passes or so.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // SAFETY: kill has no memory preconditions; the pid is this test's child, not reaped.
+    assert_eq!(unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) }, 0);
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr
+            .matches(&format!("cannot read netns={inode}: {named}"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert_eq!(fixture.ss_backlog(PY), 7);
+    // As root, the same namespace is read, and the run does what was asked.
+    let out = run(&["raise", "--all-namespaces", "--all-below-limit"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fixture.ss_backlog(PY), 2048);
+}

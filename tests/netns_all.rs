@@ -12,6 +12,7 @@
 mod common;
 
 use std::io::Read;
+use std::process::Command;
 
 use common::namespaces::{Fixture, Kind, Server};
 use common::process::{as_nobody, text};
@@ -346,4 +347,117 @@ fn as_nobody_the_others_run_in_user_namespaces() {
         FOR_ANY_USER.len(),
         "{said}"
     );
+}
+
+/// Set, in the child run of the test below, to `INODE NAME PID` of the namespace it cannot
+/// enter.
+const UNENTERABLE: &str = "MAXLISTEN_UNENTERABLE_NAMESPACE";
+
+#[test]
+fn survey_all_keeps_each_namespace_it_cannot_enter_with_its_error() {
+    if !needs_root(
+        "survey_all_keeps_each_namespace_it_cannot_enter_with_its_error",
+        "needs root: it runs a process in an `ip netns` namespace of the host's user namespace",
+    ) {
+        return;
+    }
+    if std::env::var_os(UNENTERABLE).is_some() {
+        return; // the child run of this test, below
+    }
+    let fixture = Fixture::start(Kind::Named, 1234, &python());
+    let name = fixture.name.clone().unwrap();
+    // A process in that namespace (which the host's user namespace owns) but in a user
+    // namespace of its own, as a rootless container joined to a namespace runs.
+    let mut sleeper = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &name,
+            "unshare",
+            "--user",
+            "--map-root-user",
+        ])
+        .args(["sleep", "120"])
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id();
+    let mine = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let started = std::time::Instant::now();
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok() == Some(mine.clone())
+        || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+    {
+        assert!(started.elapsed().as_secs() < 10, "{pid} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The survey, run by an agent in that user namespace (root there, every capability
+    // there) and a network namespace of its own: it sees the process's namespace but cannot
+    // enter it.
+    let out = Command::new("nsenter")
+        .arg(format!("--user=/proc/{pid}/ns/user"))
+        .args(["unshare", "--net"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "unenterable_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(UNENTERABLE, format!("{} {name} {pid}", fixture.inode()))
+        .output()
+        .unwrap();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{out:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The agent's half of the test above; does nothing unless started by it.
+#[test]
+fn unenterable_child() {
+    let Ok(what) = std::env::var(UNENTERABLE) else {
+        return;
+    };
+    let mut what = what.split(' ');
+    let inode: u64 = what.next().unwrap().parse().unwrap();
+    let name = what.next().unwrap().to_owned();
+    let pid: u32 = what.next().unwrap().parse().unwrap();
+    let survey = maxlisten::survey::survey_all().unwrap();
+    let ns = survey
+        .unreadable_namespaces
+        .iter()
+        .find(|ns| ns.netns == inode)
+        .unwrap_or_else(|| panic!("{inode} not kept: {:?}", survey.unreadable_namespaces));
+    assert_eq!(ns.names, std::slice::from_ref(&name));
+    assert_eq!(ns.pid, Some(pid));
+    let err = ns.error();
+    assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    let text = ns.to_string();
+    assert!(
+        text.starts_with(&format!(
+            "network namespace {inode} (ip netns {name}, pid {pid}): setns: "
+        )),
+        "{text}"
+    );
+    assert!(text.contains("CAP_SYS_ADMIN"), "{text}");
+    // Not passed off as read: no namespace entry, no listener of it (its server listens).
+    assert!(survey.namespace(inode).is_none());
+    assert!(survey.listeners.iter().all(|l| l.netns != inode));
+    // Sorted by inode, each once.
+    let inodes: Vec<u64> = survey
+        .unreadable_namespaces
+        .iter()
+        .map(|n| n.netns)
+        .collect();
+    let mut sorted = inodes.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(inodes, sorted);
+    // Its own namespace was read.
+    let own = maxlisten::netns::Netns::current().unwrap().inode();
+    assert!(survey.namespace(own).is_some());
 }

@@ -32,6 +32,32 @@ impl Scope {
     }
 }
 
+impl Scope {
+    /// The flags as given (`--netns blue`, `--all-namespaces`), for messages; none for the
+    /// caller's own namespace.
+    pub(crate) fn flags(&self) -> Vec<String> {
+        match (&self.netns, self.all_namespaces) {
+            (Some(ns), _) => vec!["--netns".into(), word(ns)],
+            (None, true) => vec!["--all-namespaces".into()],
+            (None, false) => Vec::new(),
+        }
+    }
+}
+
+/// A flag's value as a shell would need it typed: as is when plain, else single-quoted, with
+/// control characters escaped so that a message stays one line.
+pub(crate) fn word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./:@%+=,".contains(c));
+    if plain {
+        return text.to_owned();
+    }
+    let quoted = text.replace('\'', "'\\''");
+    format!("'{}'", crate::render::table::cell(&quoted))
+}
+
 #[derive(clap::Args, Debug, Default)]
 pub(crate) struct Filters {
     /// Listeners held by this process.
@@ -56,6 +82,40 @@ pub(crate) struct Filters {
 }
 
 impl Filters {
+    /// The flags as given (`--pid 7 --fd 3 --port 80`), for messages.
+    pub(crate) fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        let mut flag = |name: &str, value: String| {
+            flags.push(name.to_owned());
+            flags.push(value);
+        };
+        if let Some(pid) = self.pid {
+            flag("--pid", pid.to_string());
+        }
+        if let Some(fd) = self.fd {
+            flag("--fd", fd.to_string());
+        }
+        if let Some(port) = self.port {
+            flag("--port", port.to_string());
+        }
+        if let Some(path) = &self.path {
+            flag("--path", word(&path.to_string_lossy()));
+        }
+        if let Some(proto) = &self.proto {
+            flag("--proto", proto.clone());
+        }
+        if let Some(device) = &self.device {
+            flag("--device", word(device));
+        }
+        flags
+    }
+
+    /// Whether these flags name particular listeners (`--pid`, `--fd`, `--port`, `--path`), as
+    /// `--proto` and `--device` alone do not: finding none of those is a failure.
+    pub(crate) fn names_listeners(&self) -> bool {
+        self.pid.is_some() || self.fd.is_some() || self.port.is_some() || self.path.is_some()
+    }
+
     /// The library selector these flags describe.
     pub(crate) fn selector(&self) -> Selector {
         let mut selector = Selector::new();
@@ -135,6 +195,42 @@ mod tests {
             let args = std::iter::once("t").chain(bad.iter().copied());
             assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn flags_are_echoed_as_given() {
+        let cli = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+                .unwrap()
+                .filters
+                .flags()
+                .join(" ")
+        };
+        assert_eq!(cli(&[]), "");
+        assert_eq!(cli(&["--port", "8000"]), "--port 8000");
+        assert_eq!(
+            cli(&["--fd", "3", "--pid", "7", "--proto", "tcp"]),
+            "--pid 7 --fd 3 --proto tcp"
+        );
+        assert_eq!(
+            cli(&["--path", "/run/my app's.sock"]),
+            "--path '/run/my app'\\''s.sock'"
+        );
+        assert_eq!(cli(&["--device", "a\nb"]), "--device 'a\\nb'");
+        let scope = |args: &[&str]| {
+            ScopeCli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
+                .unwrap()
+                .scope
+                .flags()
+                .join(" ")
+        };
+        assert_eq!(scope(&[]), "");
+        assert_eq!(scope(&["--netns", "blue"]), "--netns blue");
+        assert_eq!(
+            scope(&["--netns", "/run/netns/blue"]),
+            "--netns /run/netns/blue"
+        );
+        assert_eq!(scope(&["--all-namespaces"]), "--all-namespaces");
     }
 
     #[derive(Parser)]

@@ -1,17 +1,23 @@
 //! `maxlisten raise`: re-listen the chosen listeners in their owners' processes, each to its own
 //! namespace's limit (or --backlog), never lower unless --allow-lower.
 //!
-//! Exit status: 0 when everything asked for was done (also when nothing was below the limit), 1
-//! when anything failed or was refused, 2 for a usage error.
+//! Exit status: 0 when everything asked for was done (also when nothing was below the limit, or
+//! a listener was already at its limit), 1 when anything failed or was refused (a listener not
+//! raised or whose backlog stayed short of the target, one named by --pid, --fd, --port or
+//! --path that does not exist, a namespace that could not be read), 2 for a usage error. A dry
+//! run exits as the real run would, short of what only trying tells (ptrace permission).
 
+use std::cmp::Ordering;
 use std::process::ExitCode;
 
+use maxlisten::select::Selector;
 use maxlisten::survey::{self, ListenerInfo, Survey};
+use maxlisten::Backlog;
 
 use crate::filters::{Filters, Scope};
 use crate::render::chain;
 use crate::render::table::{count, netns_label, owner};
-use crate::survey::note_unreadable;
+use crate::survey::note_unreadable_processes;
 
 pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten raise --all-below-limit --dry-run\n  \
@@ -23,8 +29,9 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten raise --watch 30 --all-namespaces --all-below-limit\n\n\
     Selectors combine: every listener that matches all of them is raised, each to its own\n\
     network namespace's limit. A backlog is never lowered unless --allow-lower is given.\n\
-    Exit status: 0 when all was done (or nothing was below the limit), 1 on any failure, 2 for\n\
-    a usage error.";
+    Exit status: 0 when all was done (or nothing was below the limit), 1 on any failure (a\n\
+    listener not raised, a named one that does not exist, a namespace that could not be read;\n\
+    --dry-run: what the real run would), 2 for a usage error.";
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -96,19 +103,28 @@ pub(crate) fn run(args: Args) -> ExitCode {
     if chosen.is_empty() {
         let without_limit = selector.clone().below_limit(false);
         let any = found.listeners.iter().any(|l| without_limit.matches(l));
-        if args.all_below_limit && (any || without_limit.is_empty()) {
-            println!("nothing to raise: no chosen listener is below its namespace's limit");
-            note_unreadable(&found);
-            return ExitCode::SUCCESS;
+        // With --all-below-limit, nothing below the limit is nothing to do; unless listeners
+        // named outright (--pid, --fd, --port, --path) do not exist at all.
+        if args.all_below_limit && (any || !args.filters.names_listeners()) {
+            let read = if found.unreadable_namespaces.is_empty() {
+                ""
+            } else {
+                " of the namespaces read"
+            };
+            println!("nothing to raise: no chosen listener{read} is below its namespace's limit");
+            return finish(&found, 0, args.dry_run);
         }
-        match selector.chosen_pid() {
-            Some(pid) => eprintln!(
-                "maxlisten raise: {}",
-                survey::why_not_listed(pid, selector.chosen_fd())
-            ),
-            None => eprintln!("maxlisten raise: no listener matches"),
-        }
-        note_unreadable(&found);
+        let read = if found.unreadable_namespaces.is_empty() {
+            ""
+        } else {
+            " in the namespaces read"
+        };
+        eprintln!(
+            "maxlisten raise: no listener{read} matches {}{}",
+            args.asked(),
+            why_none(&found, &selector, &args.scope)
+        );
+        finish(&found, 0, args.dry_run);
         return ExitCode::FAILURE;
     }
     let plans: Vec<Plan> = chosen
@@ -155,6 +171,7 @@ pub(crate) fn run(args: Args) -> ExitCode {
              them)",
             count(lowering.len(), "listener")
         );
+        finish(&found, 0, args.dry_run);
         return ExitCode::FAILURE;
     }
     let mut failed = 0;
@@ -165,39 +182,214 @@ pub(crate) fn run(args: Args) -> ExitCode {
             println!("{what}: already {} (its limit {})", l.backlog, limit(l));
             continue;
         }
+        let target = target(l, p.request);
         if args.dry_run {
-            let holder = if l.processes.is_empty() {
-                ", no holder found"
+            // What the real run would say, short of what only trying tells (ptrace
+            // permission, a process gone meanwhile).
+            if l.processes.is_empty() {
+                failed += 1;
+                let why = no_holder(l, p.request);
+                eprintln!(
+                    "{what}: {} → {target} would fail (dry run): {why}",
+                    l.backlog
+                );
             } else {
-                ""
-            };
-            println!("{what}{holder}: {} → {} (dry run)", l.backlog, p.expected);
+                println!("{what}: {} → {target} (dry run)", l.backlog);
+            }
             continue;
         }
         match raise_one(l, p.request) {
-            Ok(after) => println!("{what}: {} → {after}", l.backlog),
-            Err(err) => {
+            Outcome::Done { applied, note } => {
+                let applied = applied.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+                println!("{what}: {} → {applied}{note}", l.backlog);
+            }
+            Outcome::Already(why) => println!("{what}: {why}"),
+            Outcome::Failed(why) => {
                 failed += 1;
-                eprintln!("{what}: {err}");
+                eprintln!("{what}: {why}");
             }
         }
     }
-    note_unreadable(&found);
-    if failed > 0 {
-        eprintln!("maxlisten raise: {} not raised", count(failed, "listener"));
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    finish(&found, failed, args.dry_run)
 }
 
-/// Re-listens `l` with `request` through one of its holders; the applied backlog as text, or
-/// the error with its causes. `raise` and `raise --watch` both raise through here.
-pub(crate) fn raise_one(l: &ListenerInfo, request: u32) -> Result<String, String> {
+impl Args {
+    /// The selecting flags as given, for messages: `--netns blue --port 8000`.
+    fn asked(&self) -> String {
+        let mut flags = self.scope.flags();
+        flags.extend(self.filters.flags());
+        if self.all_below_limit {
+            flags.push("--all-below-limit".into());
+        }
+        flags.join(" ")
+    }
+}
+
+/// After "no listener matches FLAGS": why, where the survey tells, and where to look.
+fn why_none(found: &Survey, selector: &Selector, scope: &Scope) -> String {
+    if let Some(pid) = selector.chosen_pid() {
+        // The process (and descriptor) alone match nothing: say why, from /proc.
+        let mut by_pid = Selector::new().pid(pid);
+        if let Some(fd) = selector.chosen_fd() {
+            by_pid = by_pid.fd(fd);
+        }
+        if !found.listeners.iter().any(|l| by_pid.matches(l)) {
+            let why = survey::why_not_listed(pid, selector.chosen_fd());
+            return format!(": {why}; nothing changed");
+        }
+    }
+    let flags = scope.flags();
+    if flags.is_empty() {
+        "; nothing changed (maxlisten survey lists the listeners of this network namespace; \
+         --all-namespaces, of every one)"
+            .into()
+    } else {
+        format!(
+            "; nothing changed (maxlisten survey {} lists the listeners there)",
+            flags.join(" ")
+        )
+    }
+}
+
+/// The end of a run: what could not be read, the failures, and the exit status (0 only when
+/// everything asked for was done; a namespace that could not be read holds listeners that
+/// could not be raised).
+fn finish(found: &Survey, failed: usize, dry_run: bool) -> ExitCode {
+    let not = |n: usize| match (dry_run, n) {
+        (true, _) => "would not be raised (dry run)",
+        (false, 1) => "was not raised",
+        (false, _) => "were not raised",
+    };
+    note_unreadable_processes(found);
+    let unread = found.unreadable_namespaces.len();
+    for ns in &found.unreadable_namespaces {
+        eprintln!("maxlisten raise: {ns}; the listeners in it {}", not(2));
+    }
+    if failed > 0 {
+        eprintln!(
+            "maxlisten raise: {} {}",
+            count(failed, "listener"),
+            not(failed)
+        );
+    }
+    if unread > 0 {
+        eprintln!(
+            "maxlisten raise: {} could not be read; the listeners in {} {}",
+            count(unread, "network namespace"),
+            if unread == 1 { "it" } else { "them" },
+            not(2)
+        );
+    }
+    if failed > 0 || unread > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// What a listener will be raised to with `request` (`u32::MAX`: no --backlog): the request
+/// capped at its namespace's limit, or, where that limit could not be read, the request and
+/// the cap the kernel will still apply.
+fn target(l: &ListenerInfo, request: u32) -> String {
+    match (l.limit, request) {
+        (Some(limit), _) => request.min(limit).to_string(),
+        (None, u32::MAX) => "its namespace's limit (which cannot be read here)".into(),
+        (None, b) => format!("{b} (at most its namespace's limit, which cannot be read here)"),
+    }
+}
+
+/// Why the real run would fail for a listener no process is known to hold. `relisten` finds
+/// no holder to borrow the socket from, so it changes nothing and only says why, from what this
+/// process can observe (hidepid, missing privilege, a PID namespace of its own).
+fn no_holder(l: &ListenerInfo, request: u32) -> String {
+    debug_assert!(l.processes.is_empty());
     match survey::relisten(l, request) {
-        Ok(after) => Ok(after
-            .applied()
-            .map_or_else(|| format!("unknown ({after})"), |a| a.to_string())),
-        Err(err) => Err(chain(&err)),
+        Err(err) => chain(&err),
+        Ok(_) => "no process is known to hold it".into(),
+    }
+}
+
+/// How a re-listen ended.
+pub(crate) enum Outcome {
+    /// Changed as asked, to `applied` (`None`: it cannot be read back); `note` says how it
+    /// differs from what was expected, if it does.
+    Done { applied: Option<u32>, note: String },
+    /// Nothing to do after all: the kernel capped the request at the backlog it had, its
+    /// namespace's limit (which could not be read before). The text says so.
+    Already(String),
+    /// Not done: why.
+    Failed(String),
+}
+
+/// Re-listens `l` with `request` through one of its holders, and judges the backlog read back
+/// against what was asked. `raise` and `raise --watch` both raise through here.
+pub(crate) fn raise_one(l: &ListenerInfo, request: u32) -> Outcome {
+    match survey::relisten(l, request) {
+        Ok(after) => judge(l, request, after),
+        Err(err) => Outcome::Failed(chain(&err)),
+    }
+}
+
+/// The outcome of a `listen(2)` with `request` that left `after`, for a listener surveyed at
+/// `l.backlog` under its namespace's limit `l.limit`.
+fn judge(l: &ListenerInfo, request: u32, after: Backlog) -> Outcome {
+    let before = l.backlog;
+    let target = l.limit.map_or(request, |limit| request.min(limit));
+    let asked = self::target(l, request);
+    let Some(applied) = after.applied() else {
+        return Outcome::Done {
+            applied: None,
+            note: format!(" ({after}: listen(2) succeeded, the result cannot be read back)"),
+        };
+    };
+    if applied == target {
+        return Outcome::Done {
+            applied: Some(applied),
+            note: String::new(),
+        };
+    }
+    let wanted = target.cmp(&before);
+    let got = applied.cmp(&before);
+    if got == wanted {
+        // Moved the way asked, not as far: the limit is not what the survey read (or, where it
+        // could not be read, the kernel capped the request at it).
+        let note = l.limit.map_or(String::new(), |limit| {
+            format!(
+                " (not the {target} expected: its namespace's limit is no longer {limit}; \
+                 net.core.somaxconn changed since the survey)"
+            )
+        });
+        return Outcome::Done {
+            applied: Some(applied),
+            note,
+        };
+    }
+    match (got, l.limit) {
+        // listen(2) caps at the namespace's limit: with the request above the backlog and the
+        // backlog unchanged, the backlog is that limit.
+        (Ordering::Equal, None) if wanted == Ordering::Greater => Outcome::Already(format!(
+            "already {before}, its namespace's limit (listen(2) capped the request at it; \
+             net.core.somaxconn cannot be read here)"
+        )),
+        (Ordering::Equal, limit) => Outcome::Failed(format!(
+            "the backlog stayed {before}, not the {asked} asked for{}",
+            limit.map_or(String::new(), |limit| format!(
+                " (its namespace's limit was {limit} at the survey: net.core.somaxconn changed \
+                 since?)"
+            ))
+        )),
+        (Ordering::Less, None) => Outcome::Failed(format!(
+            "the kernel lowered the backlog to {applied}, its namespace's limit, which cannot be \
+             read here and is below the {before} it had; nothing can take it back above that \
+             limit"
+        )),
+        (Ordering::Less, Some(_)) => Outcome::Failed(format!(
+            "the kernel lowered the backlog to {applied}, though {asked} was asked for: its \
+             namespace's limit fell below {before} since the survey"
+        )),
+        (Ordering::Greater, _) => Outcome::Failed(format!(
+            "the kernel raised the backlog to {applied}, though {asked} was asked for"
+        )),
     }
 }
 

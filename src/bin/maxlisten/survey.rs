@@ -107,19 +107,22 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     result
 }
 
-/// Lines on stderr when some processes or namespaces could not be read.
+/// Lines on stderr when some processes or namespaces could not be read: the count of the
+/// processes, and each namespace with why (the survey still succeeds: it shows what it read).
 pub(crate) fn note_unreadable(found: &Survey) {
+    note_unreadable_processes(found);
+    for ns in &found.unreadable_namespaces {
+        eprintln!("note: {ns}; its listeners are missing");
+    }
+}
+
+/// The line on stderr when some processes' descriptors could not be read.
+pub(crate) fn note_unreadable_processes(found: &Survey) {
     if found.unreadable_processes > 0 {
         eprintln!(
             "note: the descriptors of {} processes could not be read; their listeners are \
              shown without owners (run as root to see them)",
             found.unreadable_processes
-        );
-    }
-    if found.unreadable_namespaces > 0 {
-        eprintln!(
-            "note: {} network namespaces could not be read; their listeners are missing",
-            found.unreadable_namespaces
         );
     }
 }

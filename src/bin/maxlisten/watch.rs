@@ -9,7 +9,11 @@
 //! ```text
 //! raised tcp 127.0.0.1:8080 (1234/python3 fd 3) netns=4026531840 backlog 128 -> 4096
 //! cannot raise tcp 127.0.0.1:9090 netns=4026531840 backlog 128: no process holding it ...
+//! cannot read netns=4026532524: network namespace 4026532524 (ip netns blue, pid 812): setns: ...
 //! ```
+//!
+//! A network namespace that cannot be read (its listeners cannot be raised) is said once while
+//! it stays so, like a listener that cannot be raised, and the watch goes on with the others.
 //!
 //! It never lowers: only listeners below the limit (or below `--backlog`) are touched. A listener
 //! it cannot raise is said once, while it keeps failing (the reason's details, such as how many
@@ -22,12 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use maxlisten::select::Selector;
-use maxlisten::survey::ListenerInfo;
+use maxlisten::survey::{ListenerInfo, Survey};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::MissedTickBehavior;
 
 use crate::filters::Scope;
-use crate::raise::raise_one;
+use crate::raise::{raise_one, Outcome};
 use crate::render::chain;
 use crate::render::table::{cell, owner};
 
@@ -114,6 +118,8 @@ struct Said {
     failures: HashSet<u64>,
     /// The last reason the survey itself failed ("" when it worked).
     survey: String,
+    /// Inodes of the namespaces that could not be read in the last pass (and were said).
+    namespaces: HashSet<u64>,
 }
 
 /// One pass: survey, choose, raise; say what changed and what newly failed.
@@ -124,6 +130,7 @@ fn pass(scope: &Scope, selector: &Selector, backlog: Option<u32>, said: &mut Sai
                 eprintln!("maxlisten raise --watch: the survey works again");
                 said.survey.clear();
             }
+            say_namespaces(&found, said);
             found
         }
         Err(err) => {
@@ -158,31 +165,51 @@ fn pass(scope: &Scope, selector: &Selector, backlog: Option<u32>, said: &mut Sai
             cell(&l.local_name()),
             l.netns
         );
-        match raise_one(l, request) {
-            Ok(after) if after == l.backlog.to_string() => {
-                // listen worked but the kernel kept the backlog: a failure to say once.
-                let why = format!("the kernel kept backlog {after}");
-                say_failure(said, &mut failing, l.inode, &what, l.backlog, why);
+        let line = match raise_one(l, request) {
+            Outcome::Done { applied, note } => {
+                let applied = applied.map_or_else(|| "unknown".to_string(), |a| a.to_string());
+                eprintln!("raised {what} backlog {} -> {applied}{note}", l.backlog);
+                continue;
             }
-            Ok(after) => eprintln!("raised {what} backlog {} -> {after}", l.backlog),
-            Err(why) => say_failure(said, &mut failing, l.inode, &what, l.backlog, why),
-        }
+            // Chosen again at every pass (its limit cannot be read): said once, as a failure is.
+            Outcome::Already(why) => format!("not raising {what}: {why}"),
+            Outcome::Failed(why) => format!("cannot raise {what} backlog {}: {why}", l.backlog),
+        };
+        say_once(said, &mut failing, l.inode, &line);
     }
     // Forget listeners that no longer fail (raised, closed, or no longer chosen).
     said.failures = failing;
 }
 
-/// Says why a listener was not raised, unless it already failed in the last pass.
-fn say_failure(
-    said: &Said,
-    failing: &mut HashSet<u64>,
-    inode: u64,
-    what: &str,
-    backlog: u32,
-    why: String,
-) {
+/// Says `line` about a listener that was not raised, unless it was not raised in the last
+/// pass either.
+fn say_once(said: &Said, failing: &mut HashSet<u64>, inode: u64, line: &str) {
     if !said.failures.contains(&inode) {
-        eprintln!("cannot raise {what} backlog {backlog}: {why}");
+        eprintln!("{line}");
     }
     failing.insert(inode);
+}
+
+/// Says each namespace that could not be read, once while it stays so (its listeners cannot
+/// be raised), and when one that could not be read is read again.
+fn say_namespaces(found: &Survey, said: &mut Said) {
+    let unread: HashSet<u64> = found
+        .unreadable_namespaces
+        .iter()
+        .map(|ns| ns.netns)
+        .collect();
+    for ns in &found.unreadable_namespaces {
+        if !said.namespaces.contains(&ns.netns) {
+            eprintln!(
+                "cannot read netns={}: {ns}; its listeners are not raised",
+                ns.netns
+            );
+        }
+    }
+    for netns in said.namespaces.difference(&unread) {
+        if found.namespace(*netns).is_some() {
+            eprintln!("read netns={netns} again");
+        }
+    }
+    said.namespaces = unread;
 }

@@ -11,6 +11,18 @@ struct Document<'a> {
     listeners: Vec<Listener<'a>>,
     unreadable_processes: usize,
     unreadable_namespaces: usize,
+    unreadable_namespace_details: Vec<Unreadable<'a>>,
+}
+
+/// A namespace that could not be read, and why.
+#[derive(Serialize)]
+struct Unreadable<'a> {
+    netns: u64,
+    names: &'a [String],
+    pid: Option<u32>,
+    /// `io::ErrorKind` as Rust names it (`PermissionDenied`).
+    kind: String,
+    error: String,
 }
 
 #[derive(Serialize)]
@@ -107,7 +119,18 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
             })
             .collect(),
         unreadable_processes: found.unreadable_processes,
-        unreadable_namespaces: found.unreadable_namespaces,
+        unreadable_namespaces: found.unreadable_namespaces.len(),
+        unreadable_namespace_details: found
+            .unreadable_namespaces
+            .iter()
+            .map(|ns| Unreadable {
+                netns: ns.netns,
+                names: &ns.names,
+                pid: ns.pid,
+                kind: format!("{:?}", ns.error().kind()),
+                error: ns.to_string(),
+            })
+            .collect(),
     };
     // Strings, numbers and options only: serializing cannot fail.
     serde_json::to_string_pretty(&document).unwrap_or_default() + "\n"
@@ -136,6 +159,10 @@ mod tests {
             sample.survey.unreadable_processes
         );
         assert_eq!(parsed["unreadable_namespaces"], 0);
+        assert_eq!(
+            parsed["unreadable_namespace_details"],
+            serde_json::json!([])
+        );
         for (row, l) in rows.iter().zip(&mine) {
             assert_eq!(row["netns"], netns["netns"]);
             assert_eq!(row["limit"], netns["limit"]);

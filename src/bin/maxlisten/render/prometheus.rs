@@ -408,7 +408,7 @@ fn namespace_families(found: &Survey) -> String {
     out.sample(
         "maxlisten_unreadable_namespaces",
         &[],
-        found.unreadable_namespaces as f64,
+        found.unreadable_namespaces.len() as f64,
     );
     out.finish()
 }

@@ -1,6 +1,6 @@
 //! The survey as an aligned table for a terminal.
 
-use maxlisten::survey::{ListenerInfo, NamespaceInfo, Owner, Survey};
+use maxlisten::survey::{ListenerInfo, NamespaceInfo, Owner, Survey, UnreadableNamespace};
 
 /// `PID/COMMAND fd N`, as every line of the command names a holder, with its container where
 /// its cgroup names one (`(docker 3f4e5d6c7b8a)`, `(containerd 0123456789ab, pod UID)`).
@@ -64,6 +64,22 @@ fn namespace_line(ns: &NamespaceInfo) -> String {
     )
 }
 
+/// One line for a namespace that could not be read: its name(s) and inode, and that it was
+/// not read (the reason is on stderr, one line each: see `survey::note_unreadable`).
+fn unreadable_line(ns: &UnreadableNamespace) -> String {
+    let pid = ns.pid.map_or(String::new(), |pid| format!(", pid {pid}"));
+    let label = if ns.names.is_empty() {
+        format!("{}{pid}", ns.netns)
+    } else {
+        let names: Vec<String> = ns.names.iter().map(|n| cell(n)).collect();
+        format!("{} ({}{pid})", names.join(", "), ns.netns)
+    };
+    format!(
+        "  {label}: could not be read ({}), its listeners are missing\n",
+        ns.error().kind()
+    )
+}
+
 /// Text for one cell: control characters (a newline in a socket path, an escape sequence in a
 /// command name) are shown escaped, so that one listener is one line and nothing reaches the
 /// terminal as a control sequence.
@@ -122,7 +138,7 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
         .collect();
     let below = found.listeners.iter().filter(|l| l.below_limit).count();
     let mut out = match found.namespaces.as_slice() {
-        [ns] => format!(
+        [ns] if found.unreadable_namespaces.is_empty() => format!(
             "system limit {} ({}) in network namespace {}; {}, {below} below the limit\n",
             limit(ns.limit),
             maxlisten::system_limit_name(),
@@ -130,15 +146,22 @@ pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
             count(found.listeners.len(), "listener"),
         ),
         namespaces => {
+            let unread = match found.unreadable_namespaces.len() {
+                0 => String::new(),
+                n => format!(" ({n} more could not be read: their listeners are missing)"),
+            };
             let mut head = format!(
-                "{} network namespaces, each with its own limit ({}); {}, {below} below their \
+                "{}{unread}, each with its own limit ({}); {}, {below} below their \
                  namespace's limit\n",
-                namespaces.len(),
+                count(namespaces.len(), "network namespace"),
                 maxlisten::system_limit_name(),
                 count(found.listeners.len(), "listener"),
             );
             for ns in namespaces {
                 head.push_str(&namespace_line(ns));
+            }
+            for ns in &found.unreadable_namespaces {
+                head.push_str(&unreadable_line(ns));
             }
             head
         }
