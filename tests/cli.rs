@@ -620,37 +620,30 @@ fn run_without_sysctls(args: &[&str]) -> Output {
 }
 
 #[test]
-fn raise_where_the_limit_cannot_be_read_judges_what_the_kernel_applied() {
-    const TEST: &str = "raise_where_the_limit_cannot_be_read_judges_what_the_kernel_applied";
+fn where_proc_sys_is_masked_the_limit_is_the_kernels_and_nothing_is_lowered() {
+    const TEST: &str = "where_proc_sys_is_masked_the_limit_is_the_kernels_and_nothing_is_lowered";
     if !own_netns(TEST) {
         return;
     }
     in_netns(128, || {
         let at_limit = start("python create_server", python("create_server", ""), 128);
         let port = at_limit.port.to_string();
+        // The limit, though unreadable in /proc/sys, is what the kernel applies: 128.
         let out = run_without_sysctls(&["survey", "--port", &port]);
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("unknown"),
-            "{out:?}"
-        );
-        // The kernel caps the request at the limit, and keeps 128: it is at its limit, which
-        // is nothing to do (not a raise "128 → 128").
-        let out = run_without_sysctls(&["raise", "--port", &port]);
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-        assert!(!stdout.contains("128 → 128"), "{stdout}");
+        assert!(out.status.success(), "{out:?}");
         assert!(
-            stdout.contains("already 128, its namespace's limit"),
+            stdout.contains("system limit 128 (net.core.somaxconn)"),
             "{stdout}"
         );
-        // A dry run cannot tell the target; it says so.
-        let out = run_without_sysctls(&["raise", "--port", &port, "--dry-run"]);
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stdout)
-                .contains("128 → its namespace's limit (which cannot be read here) (dry run)"),
-            "{out:?}"
-        );
+        assert!(!stdout.contains("unknown"), "{stdout}");
+        // At its limit: nothing to do (not a raise "128 → 128"), in a dry run too.
+        for dry in [&[][..], &["--dry-run"]] {
+            let out = run_without_sysctls(&[&["raise", "--port", &port][..], dry].concat());
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(0), "{out:?}");
+            assert!(!stdout.contains('→'), "{stdout}");
+        }
         // With a higher limit, the same run raises it, and says to what.
         set_somaxconn(4096);
         let out = run_without_sysctls(&["raise", "--port", &port]);
@@ -660,16 +653,18 @@ fn raise_where_the_limit_cannot_be_read_judges_what_the_kernel_applied() {
             "{out:?}"
         );
         assert_eq!(ss_send_q(at_limit.port), 4096);
-        // A listener above a limit that fell since it listened: the limit cannot be read to
-        // know it, so the listen(2) lowers it. That is said, as a failure (exit 1), never as a
-        // raise.
+        // A listener above a limit that fell since it listened: the kernel's limit is known,
+        // so going to it would lower the listener, which is refused as anywhere else.
         let above = start("python listen(SOMAXCONN)", python("somaxconn", ""), 4096);
         set_somaxconn(1024);
         let port = above.port.to_string();
         let out = run_without_sysctls(&["raise", "--port", &port]);
-        let stdout = String::from_utf8_lossy(&out.stdout);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
-        assert!(!stdout.contains('→'), "{stdout}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("would lower it to 1024; refused"),
+            "{out:?}"
+        );
+        assert_eq!(ss_send_q(above.port), 4096, "{out:?}");
     });
 }
 

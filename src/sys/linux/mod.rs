@@ -322,11 +322,61 @@ pub(crate) fn own_pidfd_id() -> Option<u64> {
 /// `net.core.somaxconn` of the calling thread's network namespace.
 pub(crate) fn system_limit() -> Option<u32> {
     // /proc/sys/net resolves against the network namespace of the thread that opens it.
-    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
-        .ok()?
-        .trim()
-        .parse()
+    match std::fs::read_to_string("/proc/sys/net/core/somaxconn") {
+        Ok(text) => text.trim().parse().ok(),
+        Err(_) => limit_as_applied(),
+    }
+}
+
+/// `net.core.somaxconn` of the calling thread's namespace where `/proc/sys` cannot be read (a
+/// container's masked `/proc/sys`, systemd's `InaccessiblePaths=`): the kernel's own clamp, read
+/// back from a listener made for it that asks for the most (`listen(2)` lowers any backlog above
+/// the limit to the limit, exactly). The listener is on 127.0.0.1 and an ephemeral port, read
+/// with `TCP_INFO`; where the loopback has no address, an unnamed Unix socket (an autobound
+/// abstract name), read with `sock_diag`. Either is closed at once; `None` if both fail.
+fn limit_as_applied() -> Option<u32> {
+    limit_on_loopback().or_else(limit_on_unix)
+}
+
+/// `listen(2)` asking for the most, on `socket` (what [`listen_arg`] makes of `u32::MAX`).
+fn asks_for_the_most(socket: &Socket) -> bool {
+    socket.listen(listen_arg(u32::MAX)).is_ok()
+}
+
+/// [`limit_as_applied`] on 127.0.0.1.
+fn limit_on_loopback() -> Option<u32> {
+    let socket = Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    socket.bind(&loopback.into()).ok()?;
+    if !asks_for_the_most(&socket) {
+        return None;
+    }
+    tcp_info(&socket).ok().map(|info| info.sacked)
+}
+
+/// [`limit_as_applied`] on an unnamed Unix socket.
+fn limit_on_unix() -> Option<u32> {
+    let socket = Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).ok()?;
+    let family = libc::sockaddr_un {
+        sun_family: libc::AF_UNIX as libc::sa_family_t,
+        sun_path: [0; 108],
+    };
+    // SAFETY: `family` is a live sockaddr_un; the length passed covers only its family, which
+    // asks Linux to bind the socket to a fresh abstract name of its choosing (autobind).
+    let bound = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            std::ptr::from_ref(&family).cast(),
+            mem::size_of::<libc::sa_family_t>() as libc::socklen_t,
+        )
+    };
+    if bound != 0 || !asks_for_the_most(&socket) {
+        return None;
+    }
+    unix_reading(&socket)
         .ok()
+        .flatten()
+        .map(|(_, backlog)| backlog)
 }
 
 /// `TCP_DEFER_ACCEPT` (whole seconds, rounded up), `TCP_FASTOPEN` (queue length),
@@ -355,6 +405,19 @@ pub(crate) fn set_platform_option(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limit_as_applied_is_the_one_proc_sys_shows() {
+        let shown: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(limit_on_unix(), Some(shown));
+        // The loopback has an address wherever lo is up (it is where the tests run).
+        assert_eq!(limit_on_loopback(), Some(shown));
+        assert_eq!(limit_as_applied(), Some(shown));
+    }
 
     #[test]
     fn listen_arg_never_negative_and_capped_on_old_kernels() {

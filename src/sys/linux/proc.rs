@@ -102,7 +102,13 @@ pub(crate) fn socket_fds(pid: u32) -> SocketFds {
                 )
             };
             let Ok(len) = usize::try_from(len) else {
-                continue; // closed since the listing
+                let err = io::Error::last_os_error();
+                if err.raw_os_error() == Some(libc::ENOENT) {
+                    continue; // closed since the listing
+                }
+                // Listed but not readable (EACCES across user namespaces, say): the process is
+                // not to be taken for one that holds nothing.
+                return gone_or(err);
             };
             if let Some(inode) = std::str::from_utf8(&link[..len])
                 .ok()
