@@ -94,13 +94,14 @@ impl fmt::Display for Proto {
 pub struct Owner {
     /// The process id, in the PID namespace of the `/proc` this process sees.
     pub pid: u32,
-    /// Its command name (`/proc/PID/comm`).
-    pub command: String,
+    /// Its command name (`/proc/PID/comm`). Shared, like `cgroup`, by every listener the
+    /// process holds (a survey of 10,000 listeners of one process holds it once).
+    pub command: Arc<str>,
     /// The descriptor number in that process.
     pub fd: RawFd,
     /// Its cgroup (`/proc/PID/cgroup`: the cgroup v2 path, or the v1 hierarchy that names its
     /// container), `None` if it could not be read.
-    pub cgroup: Option<String>,
+    pub cgroup: Option<Arc<str>>,
     /// The container its cgroup names (Docker, containerd/Kubernetes with the pod, CRI-O,
     /// Podman), if any; see [`container`].
     pub container: Option<Container>,
@@ -541,7 +542,7 @@ fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: Vec<UnreadableNam
     let count = wanted.len();
     drop(wanted);
     // Each process's cgroup and container, read and parsed once however many it holds.
-    let mut cgroups: HashMap<u32, (Option<String>, Option<Container>)> = HashMap::new();
+    let mut cgroups: HashMap<u32, (Option<Arc<str>>, Option<Container>)> = HashMap::new();
     // Exactly as many as were read: a doubling Vec of 10,000 listeners holds room for 16,384.
     let mut listeners = Vec::with_capacity(count);
     let mut namespaces = Vec::with_capacity(read.len());
@@ -561,7 +562,7 @@ fn assemble(read: Vec<(Netns, Inside)>, unreadable_namespaces: Vec<UnreadableNam
                         .ok()
                         .and_then(|text| container::cgroup_path(&text));
                     let container = cgroup.as_deref().and_then(Container::from_cgroup);
-                    (cgroup, container)
+                    (cgroup.map(Arc::from), container)
                 });
                 owner.cgroup = cgroup.clone();
                 owner.container = container.clone();
@@ -618,7 +619,9 @@ fn owners(wanted: &HashSet<u64>) -> (HashMap<u64, Vec<Owner>>, Vec<u32>) {
         };
         let mut command = None;
         for (fd, inode) in fds.into_iter().filter(|(_, inode)| wanted.contains(inode)) {
-            let command = command.get_or_insert_with(|| proc::command(pid)).clone();
+            let command = command
+                .get_or_insert_with(|| Arc::<str>::from(proc::command(pid)))
+                .clone();
             // Room for one holder (the usual case), not the four a first push makes room for.
             owners
                 .entry(inode)

@@ -230,7 +230,7 @@ fn write_labels(out: &mut String, l: &ListenerInfo) {
         _ => push_escaped(out, &l.local_name()),
     }
     out.push_str("\",command=\"");
-    push_escaped(out, first.map_or("", |o| o.command.as_str()));
+    push_escaped(out, first.map_or("", |o| &*o.command));
     out.push_str("\",container=\"");
     push_escaped(out, container.map_or("", |c| c.short_id()));
     out.push_str("\",pod=\"");
