@@ -21,15 +21,19 @@ const MAX_FDS: u32 = 65536;
 ///
 /// ```
 /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// # let addr = made.local_addr()?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -117,15 +121,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -141,15 +149,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -169,15 +181,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -198,15 +214,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -229,15 +249,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -328,15 +352,19 @@ impl Inherited {
 /// # // (The doctest has one thread, so setting the environment here is sound.)
 /// # #[cfg(target_os = "linux")]
 /// # {
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// # let addr = made.local_addr()?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -376,17 +404,21 @@ pub fn inherited() -> Result<Vec<Inherited>, Error> {
 /// ```
 /// # #[cfg(target_os = "linux")]
 /// # {
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # // Hand this process a listener with a backlog of 5, as a socket unit with Backlog=5 would.
 /// # let made = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
 /// # made.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>()?.into())?;
 /// # made.listen(5)?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// for socket in maxlisten::inherited_keep_backlog()? {
@@ -421,14 +453,18 @@ pub fn inherited_keep_backlog() -> Result<Vec<Inherited>, Error> {
 /// ```
 /// # #[cfg(target_os = "linux")]
 /// # {
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// fn main() -> Result<(), maxlisten::Error> {
