@@ -16,7 +16,10 @@
 //! then the call is checked to still wait, so that TID was still the caller), calls
 //! `listen(dup, max(n, request))` itself, closes the duplicate and answers with that call's
 //! result. A descriptor that cannot be borrowed or is not that socket (a file, a bad number):
-//! the kernel carries the call out as made, and answers it. So the program sees the return value and errno it would
+//! the kernel carries the call out as made, and answers it. Under a `/proc` of another PID
+//! namespace (`unshare --pid` without `--mount-proc`), whose numbers name other processes, the
+//! link cannot be checked: a pidfd of the calling thread itself is trusted (6.9+, or a thread
+//! group's leader before), and before 6.9 another thread's call is carried out as made. So the program sees the return value and errno it would
 //! have seen (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP` on a datagram socket, `EINVAL` on a connected
 //! one), and its own `n` is never applied after the larger one. Nothing is ever lowered: `n` is
 //! compared as the kernel compares it (unsigned, so `listen(fd, -1)` keeps meaning "the limit").
@@ -691,8 +694,8 @@ fn handle_one(notify: &OwnedFd, config: &Config) {
 /// The answer to one `listen(fd, n)`; `None` when the call no longer waits.
 fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Option<seccomp::Answer> {
     use seccomp::Answer;
-    let pidfd = match caller_pidfd(n.tid) {
-        Some(pidfd) => pidfd,
+    let (pidfd, own_table) = match caller_pidfd(n.tid) {
+        Some(found) => found,
         // Gone, or not visible from here: carry the call out as made, if it still waits.
         None => return seccomp::id_valid(notify, n.id).then_some(Answer::Continue),
     };
@@ -726,8 +729,13 @@ fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Optio
     // Only the very socket the caller's descriptor names is listened on; anything else (another
     // socket found through the leader's table before 6.9, a file, a link that cannot be read):
     // the call as made. Then the thread id the link was read by is checked to still be the
-    // caller's.
-    let own = names_this_socket(n.tid, fd, &dup);
+    // caller's. A `/proc` of another PID namespace cannot say: then only a pidfd of the thread
+    // itself (6.9+) is known to read the caller's own table.
+    let own = if proc_is_ours() {
+        names_this_socket(n.tid, fd, &dup)
+    } else {
+        own_table
+    };
     if !seccomp::id_valid(notify, n.id) {
         return None;
     }
@@ -748,20 +756,36 @@ fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Optio
     Some(answer)
 }
 
-/// A pidfd whose descriptor table is the calling thread's: the thread's own (Linux 6.9+), else
-/// its thread group's.
-fn caller_pidfd(tid: u32) -> Option<OwnedFd> {
+/// A pidfd for the calling thread's descriptor table, and whether that is surely the thread's
+/// own: a pidfd of the thread itself (`true`: `PIDFD_THREAD`, Linux 6.9+, or before that a
+/// thread-group leader), else of its thread group, found in `/proc/TID/status` (`false`: a
+/// thread may have a table of its own, not its leader's).
+fn caller_pidfd(tid: u32) -> Option<(OwnedFd, bool)> {
     if tid == 0 {
         return None;
     }
     match pidfd::open_thread(tid) {
-        Ok(pidfd) => Some(pidfd),
+        Ok(pidfd) => Some((pidfd, true)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // Before 6.9: a thread-group leader opens as itself, and its table is its own.
+            if let Ok(pidfd) = pidfd::open(tid) {
+                return Some((pidfd, true));
+            }
+            // A `/proc` of another PID namespace would give the Tgid of another process.
+            if !proc_is_ours() {
+                return None;
+            }
             let tgid = proc::status_field(tid, "Tgid").ok()??.parse().ok()?;
-            pidfd::open(tgid).ok()
+            Some((pidfd::open(tgid).ok()?, false))
         }
         Err(_) => None,
     }
+}
+
+/// Whether the `/proc` this process sees numbers processes as its PID namespace does (it names
+/// this process by its own id), so that `/proc/TID` is the caller's.
+fn proc_is_ours() -> bool {
+    proc::self_pid() == Some(std::process::id())
 }
 
 /// Whether `borrowed` (a duplicate taken through a pidfd) is the socket that descriptor `fd` of

@@ -308,6 +308,34 @@ fn a_thread_with_its_own_descriptor_table_gets_the_limit() {
     });
 }
 
+/// Under a `/proc` of another PID namespace (`unshare --pid --fork` without `--mount-proc`), the
+/// thread ids the kernel gives the wrapper name other processes in `/proc`: the check of the
+/// borrowed socket cannot be made there, and a pidfd of the thread itself (6.9+) is trusted, so
+/// the program is still raised; before 6.9 its call is carried out as made.
+#[test]
+fn under_a_proc_of_another_pid_namespace_the_program_is_still_raised() {
+    if !require_root("under_a_proc_of_another_pid_namespace_the_program_is_still_raised") {
+        return;
+    }
+    let expected = if has_pidfd_thread() { LIMIT } else { 5 };
+    in_netns(LIMIT, || {
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", BIN, "exec", "--"])
+            .args(["python3", "-c", PY, "main"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut wrapped = Wrapped { child, out };
+        let port = wrapped.port();
+        assert_eq!(ss_send_q(port), expected, "ss -ltn Send-Q");
+        answers_tcp(port);
+        // unshare waits on SIGTERM; killed, it takes its namespace down (--kill-child).
+        let _ = wrapped.child.kill();
+        let _ = wrapped.child.wait();
+    });
+}
+
 /// A thread whose own descriptor table holds, at the same number, another socket than its
 /// leader's: its listen acts on its own socket (raised with PIDFD_THREAD; before 6.9 carried
 /// out as made, since the socket found through the leader is not the one its descriptor

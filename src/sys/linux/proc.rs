@@ -162,6 +162,13 @@ pub(crate) fn fd_socket_inode(tid: u32, fd: RawFd) -> io::Result<Option<u64>> {
     Ok(target.to_str().and_then(socket_inode))
 }
 
+/// This process's id as the `/proc` it sees names it (`/proc/self`). It differs from
+/// `getpid()` when that `/proc` belongs to another PID namespace (`unshare --pid` without
+/// `--mount-proc`), whose numbers then name other processes than this one's.
+pub(crate) fn self_pid() -> Option<u32> {
+    fs::read_link("/proc/self").ok()?.to_str()?.parse().ok()
+}
+
 /// Whether `/proc/PID` exists (the process is alive, or a zombie).
 pub(crate) fn exists(pid: u32) -> bool {
     fs::symlink_metadata(format!("/proc/{pid}")).is_ok()
