@@ -304,9 +304,15 @@ fn child_adopts() {
                 assert!(flags >= 0, "fd {fd} was closed");
                 assert_eq!(flags & libc::FD_CLOEXEC, 0, "fd {fd} left close-on-exec");
             }
-            // Nothing adopted: a later call tries again (and fails again) ...
-            let again = maxlisten::inherited().unwrap_err();
-            assert!(matches!(again, Error::Inherited { fd: 4, .. }), "{again:?}");
+            // Nothing adopted: a later call tries again (and fails again), each time setting
+            // fd 3 back, and leaves no descriptor behind ...
+            let count = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+            let before = count();
+            for _ in 0..100 {
+                let again = maxlisten::inherited().unwrap_err();
+                assert!(matches!(again, Error::Inherited { fd: 4, .. }), "{again:?}");
+            }
+            assert_eq!(count(), before, "descriptors leaked");
             // ... and keeping the backlogs, which calls no listen, adopts both as they are.
             let kept = maxlisten::inherited_keep_backlog().unwrap();
             assert_eq!(kept.len(), 2);
