@@ -11,8 +11,15 @@
 //! For each `listen(fd, n)` the supervisor opens a pidfd for the calling thread (`PIDFD_THREAD`
 //! on Linux 6.9+, else its thread group, found in `/proc/TID/status`), checks that the call
 //! still waits (`SECCOMP_IOCTL_NOTIF_ID_VALID`, against a reused id), borrows the descriptor
-//! (`pidfd_getfd(2)`), calls `listen(dup, max(n, request))` itself, closes the duplicate and
-//! answers with that call's result. So the program sees the return value and errno it would
+//! (`pidfd_getfd(2)`), checks that the duplicate is the very socket the caller's descriptor
+//! names (its inode, by `fstat`, against the thread's `/proc/TID/fd/N` link `socket:[INODE]`;
+//! then the call is checked to still wait, so that TID was still the caller), calls
+//! `listen(dup, max(n, request))` itself, closes the duplicate and answers with that call's
+//! result. A descriptor that cannot be borrowed or is not that socket (a file, a bad number):
+//! the kernel carries the call out as made, and answers it. Under a `/proc` of another PID
+//! namespace (`unshare --pid` without `--mount-proc`), whose numbers name other processes, the
+//! link cannot be checked: a pidfd of the calling thread itself is trusted (6.9+, or a thread
+//! group's leader before), and before 6.9 another thread's call is carried out as made. So the program sees the return value and errno it would
 //! have seen (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP` on a datagram socket, `EINVAL` on a connected
 //! one), and its own `n` is never applied after the larger one. Nothing is ever lowered: `n` is
 //! compared as the kernel compares it (unsigned, so `listen(fd, -1)` keeps meaning "the limit").
@@ -49,9 +56,12 @@
 //!   see), the call is carried out as the program made it (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`):
 //!   it works, with its own backlog.
 //! - Before Linux 6.9 (no `PIDFD_THREAD`), a thread that is not its group's leader and has a
-//!   descriptor table of its own (`unshare(CLONE_FILES)`) is looked up in its leader's table:
-//!   its descriptor number may name another socket there, which is then the one re-listened,
-//!   and the thread's own socket is not made to listen. Only the 6.9+ path is run here.
+//!   descriptor table of its own (`unshare(CLONE_FILES)`, `clone` without `CLONE_FILES`) can
+//!   only be looked up in its leader's table, where its descriptor number may name another
+//!   socket. The check above (made on every kernel) finds that it is not the thread's, and the
+//!   thread's call is carried out as made: it listens, with its own backlog. On 6.9+ the
+//!   thread's own table is read and it is raised. Only 6.18 is run here; the check is tested
+//!   with two real descriptor tables.
 //! - The supervisor closes each borrowed duplicate at once. Should the program close the same
 //!   descriptor from another thread meanwhile, and it is not a socket but a file whose last
 //!   close flushes (NFS, FUSE), that close waits as long as the flush does.
@@ -684,8 +694,8 @@ fn handle_one(notify: &OwnedFd, config: &Config) {
 /// The answer to one `listen(fd, n)`; `None` when the call no longer waits.
 fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Option<seccomp::Answer> {
     use seccomp::Answer;
-    let pidfd = match caller_pidfd(n.tid) {
-        Some(pidfd) => pidfd,
+    let (pidfd, own_table) = match caller_pidfd(n.tid) {
+        Some(found) => found,
         // Gone, or not visible from here: carry the call out as made, if it still waits.
         None => return seccomp::id_valid(notify, n.id).then_some(Answer::Continue),
     };
@@ -705,14 +715,33 @@ fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Optio
         return None;
     }
     let dup = match pidfd::getfd(&pidfd, fd) {
-        Ok(dup) => dup,
-        // No such descriptor (or a negative number): what listen itself says.
-        Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Some(Answer::Errno(libc::EBADF)),
+        // As a file, to read its inode (fstat).
+        Ok(dup) => std::fs::File::from(dup),
+        // No such descriptor in the table looked in (or a negative number): the kernel carries
+        // the call out, and says EBADF itself if the caller's own table has none either (before
+        // 6.9 the table looked in may be its leader's, not its own).
+        Err(e) if e.raw_os_error() == Some(libc::EBADF) => return Some(Answer::Continue),
         // Gone since: nothing waits for the answer.
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return None,
         // Not allowed to borrow it (Yama, a non-dumpable process): as made.
         Err(_) => return Some(Answer::Continue),
     };
+    // Only the very socket the caller's descriptor names is listened on; anything else (another
+    // socket found through the leader's table before 6.9, a file, a link that cannot be read):
+    // the call as made. Then the thread id the link was read by is checked to still be the
+    // caller's. A `/proc` of another PID namespace cannot say: then only a pidfd of the thread
+    // itself (6.9+) is known to read the caller's own table.
+    let own = if proc_is_ours() {
+        names_this_socket(n.tid, fd, &dup)
+    } else {
+        own_table
+    };
+    if !seccomp::id_valid(notify, n.id) {
+        return None;
+    }
+    if !own {
+        return Some(Answer::Continue);
+    }
     let socket = SockRef::from(&dup);
     let arg = if excepted(&socket, n.tid, config) {
         backlog
@@ -727,20 +756,51 @@ fn decide(notify: &OwnedFd, n: &seccomp::Notification, config: &Config) -> Optio
     Some(answer)
 }
 
-/// A pidfd whose descriptor table is the calling thread's: the thread's own (Linux 6.9+), else
-/// its thread group's.
-fn caller_pidfd(tid: u32) -> Option<OwnedFd> {
+/// A pidfd for the calling thread's descriptor table, and whether that is surely the thread's
+/// own: a pidfd of the thread itself (`true`: `PIDFD_THREAD`, Linux 6.9+, or before that a
+/// thread-group leader), else of its thread group, found in `/proc/TID/status` (`false`: a
+/// thread may have a table of its own, not its leader's).
+fn caller_pidfd(tid: u32) -> Option<(OwnedFd, bool)> {
     if tid == 0 {
         return None;
     }
     match pidfd::open_thread(tid) {
-        Ok(pidfd) => Some(pidfd),
+        Ok(pidfd) => Some((pidfd, true)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            // Before 6.9: a thread-group leader opens as itself, and its table is its own.
+            if let Ok(pidfd) = pidfd::open(tid) {
+                return Some((pidfd, true));
+            }
+            // A `/proc` of another PID namespace would give the Tgid of another process.
+            if !proc_is_ours() {
+                return None;
+            }
             let tgid = proc::status_field(tid, "Tgid").ok()??.parse().ok()?;
-            pidfd::open(tgid).ok()
+            Some((pidfd::open(tgid).ok()?, false))
         }
         Err(_) => None,
     }
+}
+
+/// Whether the `/proc` this process sees numbers processes as its PID namespace does (it names
+/// this process by its own id), so that `/proc/TID` is the caller's.
+fn proc_is_ours() -> bool {
+    proc::self_pid() == Some(std::process::id())
+}
+
+/// Whether `borrowed` (a duplicate taken through a pidfd) is the socket that descriptor `fd` of
+/// thread `tid` names in the thread's own descriptor table: its inode (`fstat`) is the one of
+/// the `socket:[INODE]` link `/proc/TID/fd/FD`. Before Linux 6.9 a pidfd names a thread group,
+/// whose leader's table a thread with a table of its own (`unshare(CLONE_FILES)`, `clone`
+/// without `CLONE_FILES`) does not share; the same number may name another socket there. False
+/// when the link cannot be read, or either is not a socket.
+fn names_this_socket(tid: u32, fd: libc::c_int, borrowed: &std::fs::File) -> bool {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(meta) = borrowed.metadata() else {
+        return false;
+    };
+    meta.file_type().is_socket()
+        && matches!(proc::fd_socket_inode(tid, fd), Ok(Some(inode)) if inode == meta.ino())
 }
 
 /// The larger of the program's `n` and the request, compared as the kernel compares a backlog
@@ -809,6 +869,71 @@ mod tests {
         assert_eq!(larger(-1, 1000), -1);
         assert_eq!(larger(i32::MIN, i32::MAX), i32::MIN);
         assert_eq!(larger(1, i32::MAX), i32::MAX);
+    }
+
+    /// The calling thread's id, from `/proc/thread-self` (a link to `PID/task/TID`).
+    fn own_tid() -> u32 {
+        let link = std::fs::read_link("/proc/thread-self").unwrap();
+        link.file_name().unwrap().to_str().unwrap().parse().unwrap()
+    }
+
+    /// Two descriptor tables holding different sockets at the same number: the process's (its
+    /// leader's, which a pidfd of the process reads, as before Linux 6.9) and a thread's own
+    /// after `unshare(CLONE_FILES)`. The socket borrowed through the leader is not the one the
+    /// thread's descriptor names, so the supervisor lets the thread's own call run; the socket
+    /// borrowed through the thread's own pidfd (6.9+) is.
+    #[test]
+    fn a_borrowed_socket_is_checked_against_the_callers_own_table() {
+        use std::os::fd::{AsFd, AsRawFd};
+        use std::sync::mpsc;
+        let leaders = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let number = leaders.as_raw_fd();
+        let pid = std::process::id();
+        let through_leader = std::fs::File::from(
+            pidfd::getfd(&pidfd::open(pid).unwrap(), number).expect("pidfd_getfd (Linux 5.6+)"),
+        );
+        assert!(names_this_socket(pid, number, &through_leader));
+        // A file is never taken for a socket.
+        let file = std::fs::File::open("/proc/self/status").unwrap();
+        assert!(!names_this_socket(pid, number, &file));
+
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                supervise::unshare_files().unwrap();
+                // Another socket at the same number, in this thread's table only.
+                let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                supervise::dup_onto(own.as_fd(), number).unwrap();
+                drop(own);
+                ready_tx.send(own_tid()).unwrap();
+                let _ = done_rx.recv();
+            });
+            // Dropped if an assertion below fails, so that the thread ends and the test fails
+            // rather than waits.
+            let done = done_tx;
+            let tid = ready_rx.recv().unwrap();
+            assert_ne!(tid, pid);
+            // The leader's socket is not the thread's: its listen would be carried out as made.
+            assert!(!names_this_socket(tid, number, &through_leader));
+            // The thread's own, borrowed through a pidfd of the thread (Linux 6.9+).
+            match pidfd::open_thread(tid) {
+                Ok(thread_pidfd) => {
+                    let through_thread =
+                        std::fs::File::from(pidfd::getfd(&thread_pidfd, number).unwrap());
+                    assert!(names_this_socket(tid, number, &through_thread));
+                    assert!(!names_this_socket(pid, number, &through_thread));
+                }
+                // Before Linux 6.9 there is no PIDFD_THREAD.
+                Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}"),
+            }
+            // The leader's table is as it was.
+            assert!(names_this_socket(pid, number, &through_leader));
+            // A number the thread does not have: the link cannot be read.
+            assert!(!names_this_socket(tid, 1 << 20, &through_leader));
+            done.send(()).unwrap();
+        });
+        drop(leaders);
     }
 
     #[test]

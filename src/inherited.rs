@@ -4,7 +4,7 @@
 use std::env;
 use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixListener;
 
 use socket2::{Domain, SockRef, Type};
@@ -21,15 +21,19 @@ const MAX_FDS: u32 = 65536;
 ///
 /// ```
 /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// # let addr = made.local_addr()?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -117,15 +121,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -141,15 +149,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -169,15 +181,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -198,15 +214,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -229,15 +249,19 @@ impl Inherited {
     ///
     /// ```
     /// # // As systemd would: a listener at descriptor 3, and the variables (one thread: sound).
-    /// # use std::os::fd::IntoRawFd;
+    /// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
     /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = made.local_addr()?;
-    /// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-    /// # let raw = made.into_raw_fd();
-    /// # if raw != 3 {
-    /// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-    /// #     unsafe { libc::close(raw) };
+    /// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+    /// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+    /// # // handed over safely.
+    /// # let made = OwnedFd::from(made);
+    /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+    /// # if at3.as_raw_fd() != 3 {
+    /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+    /// #     return Ok(());
     /// # }
+    /// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
     /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
     /// # std::env::set_var("LISTEN_FDS", "1");
     /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -309,25 +333,38 @@ impl Inherited {
 ///   a stream socket of TCP or Unix, or does not listen (`InvalidInput`); or it could not be
 ///   made close-on-exec or re-listened.
 ///
-/// Every descriptor is checked before any is changed: on an error from the environment or a
-/// check, nothing was adopted or changed, the descriptors stay open, and a later call may try
-/// again. (Making a checked listening socket close-on-exec or re-listening it does not fail in
-/// practice; if it did, the sockets before it would already be changed.)
+/// All or nothing. Every descriptor is checked (everything that only reads) before any is
+/// changed, so an error from the environment or a check changes nothing. If a change itself
+/// fails (a security policy refuses `listen`, say), what this call changed on the sockets
+/// before is set back: close-on-exec is cleared again, and a socket re-listened is re-listened
+/// at the backlog the kernel reported before (a listening socket's backlog can be lowered
+/// again by `listen(2)`; this only undoes this call's own raise, and is read back). The error
+/// is then the OS error of the failed step, unchanged. Only a socket whose backlog before was
+/// not known (a Unix socket of another network namespace, or a kernel without a read-back)
+/// cannot be set back; such sockets are changed last, and if one is left re-listened, the
+/// error's message names it ("left changed by this call: descriptor 3 ..."), its
+/// [`io::ErrorKind`] is the failed step's, and the OS error is its
+/// [`source`](std::error::Error::source). On any error nothing is adopted: the descriptors
+/// stay open, and a later call may try again.
 ///
 /// ```
 /// # // Hand this process a listener, as systemd would: descriptor 3, and the variables.
 /// # // (The doctest has one thread, so setting the environment here is sound.)
 /// # #[cfg(target_os = "linux")]
 /// # {
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
 /// # let addr = made.local_addr()?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// # std::env::set_var("LISTEN_FDNAMES", "web");
@@ -367,17 +404,21 @@ pub fn inherited() -> Result<Vec<Inherited>, Error> {
 /// ```
 /// # #[cfg(target_os = "linux")]
 /// # {
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # // Hand this process a listener with a backlog of 5, as a socket unit with Backlog=5 would.
 /// # let made = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
 /// # made.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>()?.into())?;
 /// # made.listen(5)?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// for socket in maxlisten::inherited_keep_backlog()? {
@@ -412,14 +453,18 @@ pub fn inherited_keep_backlog() -> Result<Vec<Inherited>, Error> {
 /// ```
 /// # #[cfg(target_os = "linux")]
 /// # {
-/// # use std::os::fd::IntoRawFd;
+/// # use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 /// # let made = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// # // SAFETY: dup2 onto 3 and close: descriptors this doctest owns.
-/// # let raw = made.into_raw_fd();
-/// # if raw != 3 {
-/// #     assert_eq!(unsafe { libc::dup2(raw, 3) }, 3);
-/// #     unsafe { libc::close(raw) };
+/// # // Onto 3: a new descriptor is the lowest free one, and `try_clone` takes the lowest free
+/// # // from 3. If 3 is open already (inherited from whoever runs the doctests), nothing can be
+/// # // handed over safely.
+/// # let made = OwnedFd::from(made);
+/// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
+/// # if at3.as_raw_fd() != 3 {
+/// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
+/// #     return Ok(());
 /// # }
+/// # let _ = at3.into_raw_fd(); // The protocol's now: `inherited` takes it.
 /// # std::env::set_var("LISTEN_PID", std::process::id().to_string());
 /// # std::env::set_var("LISTEN_FDS", "1");
 /// fn main() -> Result<(), maxlisten::Error> {
@@ -444,11 +489,23 @@ pub unsafe fn inherited_and_unset_env() -> Result<Vec<Inherited>, Error> {
     Ok(sockets)
 }
 
-/// A socket checked but not yet adopted.
+/// A socket checked but not yet adopted: what adopting it needs, read without changing it.
 struct Checked {
     fd: RawFd,
     name: Option<String>,
     unix: bool,
+    /// Its backlog as the kernel reports it before adoption, where it can: what a failed
+    /// adoption sets it back to.
+    before: Option<u32>,
+}
+
+/// What adoption changed on one socket so far, to be undone if a later step fails.
+#[derive(Default)]
+struct Changed {
+    /// Close-on-exec was set here, and was not set before.
+    cloexec: bool,
+    /// It was re-listened, and this is the report after.
+    relistened: Option<Backlog>,
 }
 
 fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
@@ -459,53 +516,42 @@ fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
         return Ok(Vec::new());
     }
     let names = names(count)?;
-    // Check every descriptor before touching any.
+    // Check every descriptor before touching any: everything here only reads.
     let mut checked = Vec::with_capacity(count as usize);
     for (i, name) in names.into_iter().enumerate() {
         let fd = FIRST_FD + i as RawFd;
-        let unix = check(fd).map_err(|source| Error::Inherited {
+        let (unix, before) = check(fd).map_err(|source| Error::Inherited {
             fd,
             name: name.clone(),
             source,
         })?;
-        checked.push(Checked { fd, name, unix });
+        checked.push(Checked {
+            fd,
+            name,
+            unix,
+            before,
+        });
     }
     // Two calls at once: one adopts, the other finds nothing.
     let fds: Vec<RawFd> = checked.iter().map(|c| c.fd).collect();
-    let Some(owned) = sys::claim_inherited(&fds) else {
+    let Some(claim) = sys::claim_inherited(&fds) else {
         return Ok(Vec::new());
     };
-    let mut backlogs = Vec::with_capacity(owned.len());
-    for (socket, Checked { fd, name, .. }) in owned.iter().zip(&checked) {
-        let prepared = sys::set_cloexec(socket.as_fd())
-            .map_err(|source| Error::Inherited {
-                fd: *fd,
-                name: name.clone(),
-                source,
-            })
-            .and_then(|()| {
-                let socket = SockRef::from(socket);
-                match relisten {
-                    Some(backlog) => control::relisten_raising(&socket, backlog),
-                    None => Ok(kept_backlog(&socket)),
-                }
-            });
-        match prepared {
-            Ok(backlog) => backlogs.push(backlog),
-            Err(err) => {
-                // Nothing adopted: the descriptors stay open, as they were handed over.
-                for socket in owned {
-                    let _ = socket.into_raw_fd();
-                }
-                return Err(err);
-            }
+    let backlogs = match change(claim.fds(), &checked, relisten) {
+        Ok(backlogs) => backlogs,
+        Err(err) => {
+            // Nothing adopted: the descriptors stay open, as they were handed over (and as
+            // `change` left them), and a later call may try again.
+            claim.release();
+            return Err(err);
         }
-    }
-    Ok(owned
+    };
+    Ok(claim
+        .into_fds()
         .into_iter()
         .zip(checked)
         .zip(backlogs)
-        .map(|((owned, Checked { fd, name, unix }), backlog)| {
+        .map(|((owned, Checked { fd, name, unix, .. }), backlog)| {
             let listener = if unix {
                 InheritedListener::Unix(UnixListener::from(owned))
             } else {
@@ -519,6 +565,141 @@ fn adopt(relisten: Option<u32>) -> Result<Vec<Inherited>, Error> {
             }
         })
         .collect())
+}
+
+/// Makes every checked socket close-on-exec, then re-listens each (or reads its kept backlog),
+/// and returns the reports in the order of `sockets`. All or nothing: when a step fails, what
+/// the steps before changed is set back (close-on-exec cleared, a backlog re-listened at what
+/// the kernel reported before), and the error names whatever could not be set back.
+///
+/// Sockets whose backlog before is known go first: a failure on a later one can then set them
+/// back, and only a socket whose earlier backlog is not known (a Unix socket of another network
+/// namespace, or a kernel that cannot say) can be left re-listened.
+fn change(
+    owned: &[std::os::fd::OwnedFd],
+    checked: &[Checked],
+    relisten: Option<u32>,
+) -> Result<Vec<Backlog>, Error> {
+    let mut order: Vec<usize> = (0..checked.len()).collect();
+    order.sort_by_key(|&i| checked[i].before.is_none());
+    let mut changed: Vec<Changed> = (0..checked.len()).map(|_| Changed::default()).collect();
+    let mut backlogs: Vec<Option<Backlog>> = vec![None; checked.len()];
+    let failed = |i: usize, source: io::Error, changed: &[Changed]| {
+        let left = undo(owned, checked, changed);
+        Error::Inherited {
+            fd: checked[i].fd,
+            name: checked[i].name.clone(),
+            source: if left.is_empty() {
+                source
+            } else {
+                io::Error::new(source.kind(), LeftChanged { source, left })
+            },
+        }
+    };
+    for &i in &order {
+        match sys::set_cloexec(owned[i].as_fd(), true) {
+            Ok(was) => changed[i].cloexec = !was,
+            Err(source) => return Err(failed(i, source, &changed)),
+        }
+    }
+    for &i in &order {
+        let socket = SockRef::from(&owned[i]);
+        let Some(backlog) = relisten else {
+            backlogs[i] = Some(kept_backlog(&socket));
+            continue;
+        };
+        match control::relisten_raising(&socket, backlog) {
+            Ok(after) => {
+                changed[i].relistened = Some(after);
+                backlogs[i] = Some(after);
+            }
+            Err(err) => {
+                let source = match err {
+                    Error::Listen { source, .. } => source,
+                    other => io::Error::other(other),
+                };
+                return Err(failed(i, source, &changed));
+            }
+        }
+    }
+    Ok(backlogs
+        .into_iter()
+        .map(|b| b.unwrap_or_else(|| Backlog::new(0, None, BacklogSource::Unknown)))
+        .collect())
+}
+
+/// Sets back what [`change`] did; says, one line per socket, what could not be set back.
+fn undo(owned: &[std::os::fd::OwnedFd], checked: &[Checked], changed: &[Changed]) -> Vec<String> {
+    let mut left = Vec::new();
+    for ((socket, c), done) in owned.iter().zip(checked).zip(changed) {
+        let mut problems = Vec::new();
+        if let Some(after) = done.relistened {
+            let kernel_after = (after.source() == BacklogSource::Kernel)
+                .then(|| after.applied())
+                .flatten();
+            match c.before {
+                // The same figure before and after: nothing to set back.
+                Some(before) if kernel_after == Some(before) => {}
+                // The kernel says what it was: set it back (a listening socket's backlog can
+                // be lowered by listen(2) again), and read back that it is so.
+                Some(before) => match control::relisten(&SockRef::from(socket), before) {
+                    Ok(back)
+                        if back.source() == BacklogSource::Kernel
+                            && back.applied() == Some(before) => {}
+                    Ok(back) => problems.push(format!(
+                        "re-listened at backlog {after}; set back to {before}, it is now {back}"
+                    )),
+                    Err(err) => problems.push(format!(
+                        "re-listened at backlog {after}; setting it back to {before} failed: {err}"
+                    )),
+                },
+                None => problems.push(format!(
+                    "re-listened at backlog {after}, left so: its backlog before is not known"
+                )),
+            }
+        }
+        if done.cloexec {
+            if let Err(err) = sys::set_cloexec(socket.as_fd(), false) {
+                problems.push(format!("made close-on-exec; clearing it failed: {err}"));
+            }
+        }
+        if !problems.is_empty() {
+            left.push(format!(
+                "descriptor {}{}: {}",
+                c.fd,
+                c.name
+                    .as_deref()
+                    .map_or(String::new(), |n| format!(" ({n})")),
+                problems.join("; ")
+            ));
+        }
+    }
+    left
+}
+
+/// A failed adoption that could not set everything back: the failure, and what was left
+/// changed.
+#[derive(Debug)]
+struct LeftChanged {
+    source: io::Error,
+    left: Vec<String>,
+}
+
+impl std::fmt::Display for LeftChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}; left changed by this call: {}",
+            self.source,
+            self.left.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for LeftChanged {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 /// The backlog of a socket whose backlog is kept: what was asked for when it was made is not
@@ -625,9 +806,9 @@ fn number<T: std::str::FromStr>(variable: &'static str, value: &str) -> Result<T
     })
 }
 
-/// Whether `fd` is a listening TCP (`false`) or Unix (`true`) stream socket; an error says why
-/// not.
-fn check(fd: RawFd) -> io::Result<bool> {
+/// Whether `fd` is a listening TCP (`false`) or Unix (`true`) stream socket, and its backlog
+/// where the kernel reports it; an error says why not.
+fn check(fd: RawFd) -> io::Result<(bool, Option<u32>)> {
     sys::with_open_socket(fd, |borrowed| {
         let socket = SockRef::from(&borrowed);
         let invalid = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
@@ -650,6 +831,10 @@ fn check(fd: RawFd) -> io::Result<bool> {
                 control::addr_of(&socket).map_or("an unknown address".into(), |a| a.to_string())
             )));
         }
-        Ok(unix)
+        let now = sys::applied_backlog(&socket, DEFAULT_BACKLOG);
+        let before = (now.source() == BacklogSource::Kernel)
+            .then(|| now.applied())
+            .flatten();
+        Ok((unix, before))
     })
 }

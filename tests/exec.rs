@@ -76,6 +76,26 @@ elif mode == "unshare_files":
         say(s.getsockname()[1])
         serve(s)
     threading.Thread(target=run).start()
+elif mode == "unshare_same_number":
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    # The leader's socket at descriptor n: bound, never listening.
+    a = socket.socket()
+    a.bind(("127.0.0.1", 0))
+    n, a_port = a.fileno(), a.getsockname()[1]
+    def run():
+        assert libc.unshare(0x400) == 0, ctypes.get_errno()
+        # In this thread's own table, n is another socket; the leader's n is still a.
+        b = socket.socket()
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        b.bind(("127.0.0.1", 0))
+        os.dup2(b.fileno(), n)
+        b.close()
+        s = socket.socket(fileno=n)
+        s.listen(5)
+        say(s.getsockname()[1], a_port)
+        serve(s)
+    threading.Thread(target=run).start()
 elif mode == "fork":
     pid = os.fork()
     if pid == 0:
@@ -262,21 +282,86 @@ fn python_forked_child_gets_the_limit() {
     python_at_limit("python_forked_child_gets_the_limit", "fork");
 }
 
-/// A thread with a descriptor table of its own: its listen must act on its own socket (with
-/// PIDFD_THREAD, Linux 6.9+). Looked up in the leader's table, fd 3 would be missing (EBADF)
-/// or another descriptor.
-#[test]
-fn a_thread_with_its_own_descriptor_table_gets_the_limit() {
+/// Whether the kernel has `PIDFD_THREAD` (Linux 6.9): a thread's own descriptor table can be
+/// read through a pidfd of the thread.
+fn has_pidfd_thread() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut parts = release.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-    if (parts.next().unwrap(), parts.next().unwrap()) < (6, 9) {
-        eprintln!("SKIPPED: PIDFD_THREAD needs Linux 6.9 (documented limit)");
+    (parts.next().unwrap(), parts.next().unwrap()) >= (6, 9)
+}
+
+/// A thread with a descriptor table of its own: its listen must act on its own socket, raised
+/// with PIDFD_THREAD (Linux 6.9+); before, its own call is carried out as made (backlog 5).
+/// Looked up in the leader's table, its descriptor would be missing (EBADF) or another one.
+#[test]
+fn a_thread_with_its_own_descriptor_table_gets_the_limit() {
+    let test = "a_thread_with_its_own_descriptor_table_gets_the_limit";
+    if !require_root(test) {
         return;
     }
-    python_at_limit(
-        "a_thread_with_its_own_descriptor_table_gets_the_limit",
-        "unshare_files",
-    );
+    let expected = if has_pidfd_thread() { LIMIT } else { 5 };
+    in_netns(LIMIT, || {
+        let mut wrapped = Wrapped::start(&[], "python3", &["-c", PY, "unshare_files"]);
+        let port = wrapped.port();
+        assert_eq!(ss_send_q(port), expected, "ss -ltn Send-Q");
+        answers_tcp(port);
+    });
+}
+
+/// Under a `/proc` of another PID namespace (`unshare --pid --fork` without `--mount-proc`), the
+/// thread ids the kernel gives the wrapper name other processes in `/proc`: the check of the
+/// borrowed socket cannot be made there, and a pidfd of the thread itself (6.9+) is trusted, so
+/// the program is still raised; before 6.9 its call is carried out as made.
+#[test]
+fn under_a_proc_of_another_pid_namespace_the_program_is_still_raised() {
+    if !require_root("under_a_proc_of_another_pid_namespace_the_program_is_still_raised") {
+        return;
+    }
+    let expected = if has_pidfd_thread() { LIMIT } else { 5 };
+    in_netns(LIMIT, || {
+        let mut child = Command::new("unshare")
+            .args(["--pid", "--fork", "--kill-child", BIN, "exec", "--"])
+            .args(["python3", "-c", PY, "main"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("unshare (util-linux)");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        let mut wrapped = Wrapped { child, out };
+        let port = wrapped.port();
+        assert_eq!(ss_send_q(port), expected, "ss -ltn Send-Q");
+        answers_tcp(port);
+        // unshare waits on SIGTERM; killed, it takes its namespace down (--kill-child).
+        let _ = wrapped.child.kill();
+        let _ = wrapped.child.wait();
+    });
+}
+
+/// A thread whose own descriptor table holds, at the same number, another socket than its
+/// leader's: its listen acts on its own socket (raised with PIDFD_THREAD; before 6.9 carried
+/// out as made, since the socket found through the leader is not the one its descriptor
+/// names), and the leader's socket at that number is left alone (it never listens).
+#[test]
+fn a_thread_whose_own_table_holds_another_socket_at_the_same_number() {
+    let test = "a_thread_whose_own_table_holds_another_socket_at_the_same_number";
+    if !require_root(test) {
+        return;
+    }
+    let expected = if has_pidfd_thread() { LIMIT } else { 5 };
+    in_netns(LIMIT, || {
+        let mut wrapped = Wrapped::start(&[], "python3", &["-c", PY, "unshare_same_number"]);
+        let line = wrapped.line();
+        let ports: Vec<u16> = line.split(' ').map(|p| p.parse().unwrap()).collect();
+        let (own, leaders) = (ports[0], ports[1]);
+        assert_eq!(
+            ss_send_q(own),
+            expected,
+            "the thread's socket: ss -ltn Send-Q"
+        );
+        answers_tcp(own);
+        // The leader's socket was not made to listen: a connection is refused.
+        let err = TcpStream::connect(("127.0.0.1", leaders)).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    });
 }
 
 #[test]

@@ -26,6 +26,47 @@ const CASE: &str = "MAXLISTEN_INHERITED_CASE";
 /// Runs this test binary's `child_adopts` with `fds` placed at 3, 4, ... and the activation
 /// variables set (`LISTEN_PID` to the child's own pid unless `pid` says otherwise).
 fn run_child(case: &str, fds: &[RawFd], vars: &[(&str, &str)], pid: Option<&str>) {
+    run_child_denying(case, fds, vars, pid, None)
+}
+
+/// A seccomp filter for the child: `listen(deny, ...)` fails with `EACCES`, as a security
+/// policy refusing the service's `listen` would make it; every other call is allowed.
+fn deny_listen_filter(deny: RawFd) -> [libc::sock_filter; 6] {
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = |offset| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    [
+        load(0), // seccomp_data.nr (this machine's own architecture only: a test)
+        jeq(libc::SYS_listen as u32, 0, 2),
+        load(16), // the low half of args[0]
+        jeq(deny as u32, 1, 0),
+        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+        ),
+    ]
+}
+
+/// As [`run_child`]; with `deny`, the child's `listen` on that descriptor is refused.
+fn run_child_denying(
+    case: &str,
+    fds: &[RawFd],
+    vars: &[(&str, &str)],
+    pid: Option<&str>,
+    deny: Option<RawFd>,
+) {
+    let filter = deny.map(deny_listen_filter);
     let exe = std::env::current_exe().unwrap();
     let script = match pid {
         None => "LISTEN_PID=$$ exec \"$@\"".to_owned(),
@@ -52,8 +93,25 @@ fn run_child(case: &str, fds: &[RawFd], vars: &[(&str, &str)], pid: Option<&str>
     let count = fds.len();
     // SAFETY: between fork and exec the closure calls only fcntl and dup2, which are
     // async-signal-safe, on fixed-size arrays copied into it: no allocation, no lock.
+    // SAFETY (also): with a filter, the closure calls prctl, async-signal-safe, with a program
+    // copied into the closure before the fork.
     unsafe {
         command.pre_exec(move || {
+            if let Some(filter) = filter {
+                let prog = libc::sock_fprog {
+                    len: filter.len() as u16,
+                    filter: filter.as_ptr() as *mut libc::sock_filter,
+                };
+                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                    || libc::prctl(
+                        libc::PR_SET_SECCOMP,
+                        libc::SECCOMP_MODE_FILTER,
+                        &prog as *const libc::sock_fprog,
+                    ) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             // First out of the way (a source may already sit at 3 or 4), then into place;
             // dup2 leaves the new descriptor without close-on-exec.
             let mut high = [-1 as RawFd; MAX];
@@ -230,6 +288,63 @@ fn child_adopts() {
             assert!(matches!(err, Error::Inherited { fd: 4, .. }), "{err:?}");
             assert_eq!(err.raw_os_error(), Some(libc::EBADF));
         }
+        "listen-refused" => {
+            // Both checked fine; listen on fd 4 is refused after fd 3 was raised: fd 3 is set
+            // back (the parent reads its backlog), and the error is fd 4's, errno kept.
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, Error::Inherited { fd: 4, ref name, .. } if name.as_deref() == Some("admin")),
+                "{err:?}"
+            );
+            assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+            assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+            for fd in [3, 4] {
+                // SAFETY: F_GETFD only reads the descriptor's flags.
+                let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+                assert!(flags >= 0, "fd {fd} was closed");
+                assert_eq!(flags & libc::FD_CLOEXEC, 0, "fd {fd} left close-on-exec");
+            }
+            // Nothing adopted: a later call tries again (and fails again), each time setting
+            // fd 3 back, and leaves no descriptor behind ...
+            let count = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+            let before = count();
+            for _ in 0..100 {
+                let again = maxlisten::inherited().unwrap_err();
+                assert!(matches!(again, Error::Inherited { fd: 4, .. }), "{again:?}");
+            }
+            assert_eq!(count(), before, "descriptors leaked");
+            // ... and keeping the backlogs, which calls no listen, adopts both as they are.
+            let kept = maxlisten::inherited_keep_backlog().unwrap();
+            assert_eq!(kept.len(), 2);
+            for socket in &kept {
+                assert_eq!(socket.backlog().applied(), Some(1), "fd {}", socket.fd());
+            }
+        }
+        "listen-refused-unknown" => {
+            // fd 3 and fd 4: Unix listeners of another network namespace, whose backlogs this
+            // one cannot read. fd 4's listen is refused after fd 3 was re-listened: fd 3 cannot
+            // be set back, and the error says so.
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Inherited { fd: 4, .. }), "{err:?}");
+            assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied);
+            let text = err.to_string();
+            assert!(
+                text.contains("left changed by this call: descriptor 3: re-listened"),
+                "{text}"
+            );
+            assert!(text.contains("not known"), "{text}");
+            let os = std::error::Error::source(err.io_error().unwrap().get_ref().unwrap())
+                .and_then(|e| e.downcast_ref::<std::io::Error>())
+                .and_then(std::io::Error::raw_os_error);
+            assert_eq!(os, Some(libc::EACCES), "{err:?}");
+        }
+        "listen-refused-known-first" => {
+            // fd 3: a Unix listener of another namespace (backlog unknown); fd 4: TCP, refused.
+            // The one that can be set back goes first, so the refusal leaves fd 3 untouched.
+            let err = result.unwrap_err();
+            assert!(matches!(err, Error::Inherited { fd: 4, .. }), "{err:?}");
+            assert_eq!(err.raw_os_error(), Some(libc::EACCES), "{err}");
+        }
         other => panic!("unknown case {other}"),
     }
     println!("child done");
@@ -306,6 +421,80 @@ fn hand_over_by_hand() {
     );
     run_child("datagram", &[udp.as_raw_fd()], &one, None);
     run_child("not-open", &[t], &[("LISTEN_FDS", "2")], None);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// All or nothing: both sockets pass the checks, then `listen` on the second is refused (a
+/// seccomp filter in the child, as a security policy would). The first, already raised, is set
+/// back to the backlog it was handed over with, and nothing is adopted.
+#[test]
+fn a_refused_listen_sets_back_the_sockets_raised_before_it() {
+    let listening = |backlog| {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+        s.listen(backlog).unwrap();
+        s
+    };
+    let (web, admin) = (listening(1), listening(1));
+    run_child_denying(
+        "listen-refused",
+        &[web.as_raw_fd(), admin.as_raw_fd()],
+        &[("LISTEN_FDS", "2"), ("LISTEN_FDNAMES", "web:admin")],
+        None,
+        Some(4),
+    );
+    // The same sockets, read here: as handed over.
+    for (name, socket) in [("web", &web), ("admin", &admin)] {
+        let stats = maxlisten::queue_stats(socket).unwrap();
+        assert_eq!(stats.backlog, 1, "{name} was left changed");
+    }
+}
+
+/// A socket whose backlog before is not known cannot be set back: such sockets are changed
+/// last, and one left re-listened is named in the error.
+#[test]
+fn a_refused_listen_names_what_could_not_be_set_back() {
+    if !own_netns("a_refused_listen_names_what_could_not_be_set_back") {
+        return;
+    }
+    let dir = temp_dir("inherited-refused");
+    let (a, b, tcp) = in_netns(4096, || {
+        let unix = |name: &str| {
+            let s =
+                socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
+            s.bind(&socket2::SockAddr::unix(dir.join(name)).unwrap())
+                .unwrap();
+            s.listen(16).unwrap();
+            s
+        };
+        (
+            unix("a.sock"),
+            unix("b.sock"),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        )
+    });
+    run_child_denying(
+        "listen-refused-unknown",
+        &[a.as_raw_fd(), b.as_raw_fd()],
+        &[("LISTEN_FDS", "2")],
+        None,
+        Some(4),
+    );
+    let before = maxlisten::queue_stats(&tcp).unwrap().backlog;
+    run_child_denying(
+        "listen-refused-known-first",
+        &[b.as_raw_fd(), tcp.as_raw_fd()],
+        &[("LISTEN_FDS", "2")],
+        None,
+        Some(4),
+    );
+    assert_eq!(maxlisten::queue_stats(&tcp).unwrap().backlog, before);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

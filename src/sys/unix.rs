@@ -185,19 +185,29 @@ pub(crate) fn lock_exclusive(file: &std::fs::File) -> io::Result<()> {
     }
 }
 
-/// Sets close-on-exec on a descriptor.
-pub(crate) fn set_cloexec(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+/// Sets or clears close-on-exec on a descriptor, and says whether it was set before (so that a
+/// caller can put it back).
+pub(crate) fn set_cloexec(fd: std::os::fd::BorrowedFd<'_>, on: bool) -> io::Result<bool> {
     // SAFETY: fcntl on a descriptor the caller keeps open, with integer arguments only.
     let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFD) };
     if flags < 0 {
         return Err(io::Error::last_os_error());
     }
+    let was = flags & libc::FD_CLOEXEC != 0;
+    if was == on {
+        return Ok(was);
+    }
+    let flags = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
     // SAFETY: as above.
-    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, flags) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(was)
 }
 
 /// Runs `f` on descriptor `fd`, borrowed, once it is found to be an open socket (else `EBADF`
@@ -222,13 +232,14 @@ pub(crate) fn inherited_claimed() -> bool {
 /// Takes ownership of the descriptors socket activation handed this process (`LISTEN_FDS`
 /// from fd 3): once per process; a second call, or one racing the first, gets `None`. The
 /// caller has checked that the protocol's variables name this process.
-pub(crate) fn claim_inherited(fds: &[std::os::fd::RawFd]) -> Option<Vec<std::os::fd::OwnedFd>> {
+pub(crate) fn claim_inherited(fds: &[std::os::fd::RawFd]) -> Option<Claim> {
     use std::sync::atomic::Ordering;
     INHERITED_CLAIMED
         .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
         .ok()?;
-    Some(
-        fds.iter()
+    Some(Claim {
+        fds: fds
+            .iter()
             .map(|&fd| {
                 // SAFETY: the activation protocol hands `fd` to this process, and the flag
                 // above makes this the one place in the process that takes it (the docs of
@@ -236,7 +247,35 @@ pub(crate) fn claim_inherited(fds: &[std::os::fd::RawFd]) -> Option<Vec<std::os:
                 unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }
             })
             .collect(),
-    )
+    })
+}
+
+/// The descriptors [`claim_inherited`] took: kept ([`Claim::into_fds`]) or handed back
+/// ([`Claim::release`]).
+#[derive(Debug)]
+pub(crate) struct Claim {
+    fds: Vec<std::os::fd::OwnedFd>,
+}
+
+impl Claim {
+    /// The descriptors, in the order claimed.
+    pub(crate) fn fds(&self) -> &[std::os::fd::OwnedFd] {
+        &self.fds
+    }
+
+    /// Keeps them: the process has adopted them, once for good.
+    pub(crate) fn into_fds(self) -> Vec<std::os::fd::OwnedFd> {
+        self.fds
+    }
+
+    /// Gives them back unclosed, as they were handed over, and lets a later call claim them
+    /// again (an adoption that failed).
+    pub(crate) fn release(self) {
+        for fd in self.fds {
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        }
+        INHERITED_CLAIMED.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// Fails with `EBADF` if `fd` is not open, `ENOTSOCK` if it is not a socket.

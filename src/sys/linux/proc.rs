@@ -165,6 +165,22 @@ pub(crate) fn fd_target(pid: u32, fd: RawFd) -> io::Result<PathBuf> {
     fs::read_link(format!("/proc/{pid}/fd/{fd}"))
 }
 
+/// The socket inode that descriptor `fd` of thread `tid` names, from its `socket:[INODE]` link
+/// (`/proc/TID/fd/FD`: the thread's own descriptor table, which after `unshare(CLONE_FILES)`
+/// is not its group leader's); `None` if the descriptor is open but not a socket. `NotFound`
+/// if there is no such descriptor (or thread).
+pub(crate) fn fd_socket_inode(tid: u32, fd: RawFd) -> io::Result<Option<u64>> {
+    let target = fs::read_link(format!("/proc/{tid}/fd/{fd}"))?;
+    Ok(target.to_str().and_then(socket_inode))
+}
+
+/// This process's id as the `/proc` it sees names it (`/proc/self`). It differs from
+/// `getpid()` when that `/proc` belongs to another PID namespace (`unshare --pid` without
+/// `--mount-proc`), whose numbers then name other processes than this one's.
+pub(crate) fn self_pid() -> Option<u32> {
+    fs::read_link("/proc/self").ok()?.to_str()?.parse().ok()
+}
+
 /// Whether `/proc/PID` exists (the process is alive, or a zombie).
 pub(crate) fn exists(pid: u32) -> bool {
     fs::symlink_metadata(format!("/proc/{pid}")).is_ok()

@@ -229,3 +229,27 @@ pub(crate) fn executable(path: &Path) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Gives the calling thread a descriptor table of its own, a copy of the one it shared
+/// (`unshare(CLONE_FILES)`), as a program's thread may: for tests of the supervisor's lookup.
+#[cfg(test)]
+pub(crate) fn unshare_files() -> io::Result<()> {
+    // SAFETY: unshare takes integer flags; CLONE_FILES only affects the calling thread's table.
+    if unsafe { libc::unshare(libc::CLONE_FILES) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes descriptor number `target` of the calling thread's table a duplicate of `fd`
+/// (`dup2`), replacing what was there: for tests, in a thread after [`unshare_files`], whose
+/// `target` is its own copy that nothing in the thread owns.
+#[cfg(test)]
+pub(crate) fn dup_onto(fd: BorrowedFd<'_>, target: std::os::fd::RawFd) -> io::Result<()> {
+    // SAFETY: dup2 takes two descriptor numbers; the caller promises `target` in this thread's
+    // table belongs to no owner that would close it (a copy made by unshare_files).
+    if unsafe { libc::dup2(fd.as_raw_fd(), target) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
