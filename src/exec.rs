@@ -560,6 +560,12 @@ fn absolute(path: &Path) -> PathBuf {
 /// The file `execvp` would run for `program`: the program itself if it has a `/`, else the
 /// first executable match in `PATH` (with `execvp`'s default when `PATH` is unset).
 fn resolve(program: &OsStr) -> Result<PathBuf, Error> {
+    let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
+    resolve_in(program, &search)
+}
+
+/// [`resolve`] with `search` as `PATH`.
+fn resolve_in(program: &OsStr, search: &OsStr) -> Result<PathBuf, Error> {
     let not_found = || Error::NotFound {
         program: program.to_owned(),
     };
@@ -586,9 +592,8 @@ fn resolve(program: &OsStr) -> Result<PathBuf, Error> {
             Err(e) => Err(not_executable(e)),
         };
     }
-    let search = std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
     let mut denied = None;
-    for dir in std::env::split_paths(&search) {
+    for dir in std::env::split_paths(search) {
         let dir = if dir.as_os_str().is_empty() {
             PathBuf::from(".")
         } else {
@@ -938,9 +943,20 @@ mod tests {
 
     #[test]
     fn programs_resolve_as_execvp_finds_them() {
-        assert!(resolve(OsStr::new("sh")).unwrap().is_absolute());
+        // A PATH every user may search (the test's own may hold a directory only its owner
+        // can enter, which execvp, and so `resolve`, reports as EACCES).
+        let public = OsStr::new("/usr/local/bin:/usr/bin:/bin");
+        assert!(resolve_in(OsStr::new("sh"), public).unwrap().is_absolute());
         assert!(matches!(
-            resolve(OsStr::new("maxlisten-no-such-program")),
+            resolve_in(OsStr::new("maxlisten-no-such-program"), public),
+            Err(Error::NotFound { .. })
+        ));
+        // An entry of PATH that is not a directory is passed over, as execvp passes it.
+        assert!(matches!(
+            resolve_in(
+                OsStr::new("maxlisten-no-such-program"),
+                OsStr::new("/etc/passwd:/bin")
+            ),
             Err(Error::NotFound { .. })
         ));
         assert!(matches!(
