@@ -2,6 +2,7 @@
 //! Prometheus text (to stdout, or written atomically to a file).
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -118,11 +119,31 @@ pub(crate) fn note_unreadable(found: &Survey) {
 
 /// The line on stderr when some processes' descriptors could not be read.
 pub(crate) fn note_unreadable_processes(found: &Survey) {
-    if found.unreadable_processes > 0 {
-        eprintln!(
-            "note: the descriptors of {} processes could not be read; their listeners are \
-             shown without owners (run as root to see them)",
-            found.unreadable_processes
-        );
+    if found.unreadable_processes == 0 {
+        return;
     }
+    // The owner of /proc/self is this process's effective user.
+    let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    let hint = if root {
+        "even root is refused a process whose capabilities exceed its own, or by a security \
+         module"
+    } else {
+        "run as root to see them"
+    };
+    const SHOWN: usize = 10;
+    let mut pids: Vec<String> = found
+        .unreadable_pids
+        .iter()
+        .take(SHOWN)
+        .map(u32::to_string)
+        .collect();
+    if found.unreadable_pids.len() > SHOWN {
+        pids.push(format!("and {} more", found.unreadable_pids.len() - SHOWN));
+    }
+    eprintln!(
+        "note: the descriptors of {} processes could not be read (pid {}); their listeners \
+         are shown without owners ({hint})",
+        found.unreadable_processes,
+        pids.join(", ")
+    );
 }

@@ -106,6 +106,11 @@ pub(crate) fn socket_fds(pid: u32) -> SocketFds {
                 if err.raw_os_error() == Some(libc::ENOENT) {
                     continue; // closed since the listing
                 }
+                // The process reaped since the listing: its links answer EACCES (the kernel
+                // finds no task to check the access to).
+                if !alive(pid) {
+                    return SocketFds::Gone;
+                }
                 // Listed but not readable (EACCES across user namespaces, say): the process is
                 // not to be taken for one that holds nothing.
                 return gone_or(err);
@@ -118,6 +123,19 @@ pub(crate) fn socket_fds(pid: u32) -> SocketFds {
             }
         }
     }
+}
+
+/// Whether `pid` is still a process that is not a zombie (`/proc/PID/stat` can be read and
+/// its state is neither `Z` nor `X`).
+fn alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // "PID (COMM) STATE ...": COMM may hold spaces and parentheses; the state follows the last ')'.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, None | Some('Z' | 'X' | 'x'))
 }
 
 /// The inode of a `socket:[INODE]` link target.
@@ -325,6 +343,25 @@ mod tests {
         let inode =
             std::os::unix::fs::MetadataExt::ino(&fs::metadata("/proc/thread-self/ns/net").unwrap());
         assert_eq!(thread_netns(), Some(format!("net:[{inode}]")));
+    }
+
+    #[test]
+    fn a_reaped_or_zombie_process_is_not_alive() {
+        assert!(alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        // Exited, not yet reaped: a zombie.
+        let started = std::time::Instant::now();
+        while alive(pid) {
+            assert!(started.elapsed().as_secs() < 10, "{pid} never exited");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(
+            fs::metadata(format!("/proc/{pid}")).is_ok(),
+            "a zombie keeps /proc/PID"
+        );
+        child.wait().unwrap();
+        assert!(!alive(pid));
     }
 
     #[test]
