@@ -314,7 +314,24 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::AllAddressesFailed { errors, .. } => errors.last()?.raw_os_error(),
-            _ => self.io_error()?.raw_os_error(),
+            _ => {
+                let io = self.io_error()?;
+                // An OS error given context (an adoption that could not set everything back
+                // says what it left changed): the code is the one it wraps.
+                io.raw_os_error().or_else(|| {
+                    let mut inner = io.get_ref().and_then(std::error::Error::source);
+                    while let Some(err) = inner {
+                        if let Some(code) = err
+                            .downcast_ref::<io::Error>()
+                            .and_then(io::Error::raw_os_error)
+                        {
+                            return Some(code);
+                        }
+                        inner = err.source();
+                    }
+                    None
+                })
+            }
         }
     }
 

@@ -906,7 +906,7 @@ mod tests {
         let (done_tx, done_rx) = mpsc::channel::<()>();
         std::thread::scope(|scope| {
             scope.spawn(move || {
-                supervise::unshare_files().unwrap();
+                supervise::unshare_files(number).unwrap();
                 // Another socket at the same number, in this thread's table only.
                 let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 supervise::dup_onto(own.as_fd(), number).unwrap();

@@ -30,6 +30,7 @@ const MAX_FDS: u32 = 65536;
 /// # let made = OwnedFd::from(made);
 /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
 /// # if at3.as_raw_fd() != 3 {
+/// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
 /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
 /// #     return Ok(());
 /// # }
@@ -130,6 +131,7 @@ impl Inherited {
     /// # let made = OwnedFd::from(made);
     /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
     /// # if at3.as_raw_fd() != 3 {
+    /// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
     /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
     /// #     return Ok(());
     /// # }
@@ -158,6 +160,7 @@ impl Inherited {
     /// # let made = OwnedFd::from(made);
     /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
     /// # if at3.as_raw_fd() != 3 {
+    /// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
     /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
     /// #     return Ok(());
     /// # }
@@ -190,6 +193,7 @@ impl Inherited {
     /// # let made = OwnedFd::from(made);
     /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
     /// # if at3.as_raw_fd() != 3 {
+    /// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
     /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
     /// #     return Ok(());
     /// # }
@@ -223,6 +227,7 @@ impl Inherited {
     /// # let made = OwnedFd::from(made);
     /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
     /// # if at3.as_raw_fd() != 3 {
+    /// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
     /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
     /// #     return Ok(());
     /// # }
@@ -258,6 +263,7 @@ impl Inherited {
     /// # let made = OwnedFd::from(made);
     /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
     /// # if at3.as_raw_fd() != 3 {
+    /// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
     /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
     /// #     return Ok(());
     /// # }
@@ -361,6 +367,7 @@ impl Inherited {
 /// # let made = OwnedFd::from(made);
 /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
 /// # if at3.as_raw_fd() != 3 {
+/// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
 /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
 /// #     return Ok(());
 /// # }
@@ -415,6 +422,7 @@ pub fn inherited() -> Result<Vec<Inherited>, Error> {
 /// # let made = OwnedFd::from(made);
 /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
 /// # if at3.as_raw_fd() != 3 {
+/// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
 /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
 /// #     return Ok(());
 /// # }
@@ -461,6 +469,7 @@ pub fn inherited_keep_backlog() -> Result<Vec<Inherited>, Error> {
 /// # let made = OwnedFd::from(made);
 /// # let at3 = if made.as_raw_fd() == 3 { made } else { made.try_clone()? };
 /// # if at3.as_raw_fd() != 3 {
+/// #     assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "descriptor 3 is open");
 /// #     eprintln!("descriptor 3 is already open in this process: nothing to hand over");
 /// #     return Ok(());
 /// # }

@@ -75,7 +75,7 @@ const CAP_SYS_ADMIN: u32 = 21;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Netns {
-    // Shared, not copied: every listener of a survey holds its namespace (16 bytes each).
+    // Shared, not copied: every listener of a survey holds its namespace (24 bytes each).
     id: Arc<Id>,
     names: Arc<[String]>,
 }

@@ -609,20 +609,40 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // nsenter and unshare exec in place: the pid is maxlisten's. Three passes or so.
+    // nsenter and unshare exec in place: the pid is maxlisten's. Its stderr is read as it
+    // comes: once the first pass has said it, two more periods or so, then SIGTERM.
+    let mut watch = watch;
+    let said = format!("cannot read netns={inode}: {named}");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    let reader = {
+        let stderr = watch.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = lines_tx.send(line);
+            }
+        })
+    };
+    let mut stderr = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !stderr.contains(&said) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines_rx.recv_timeout(left) {
+            Ok(line) => stderr += &(line + "\n"),
+            Err(_) => panic!("the first pass never said it: {stderr}"),
+        }
+    }
     std::thread::sleep(std::time::Duration::from_millis(2500));
     // SAFETY: kill has no memory preconditions; the pid is this test's child, not reaped.
     assert_eq!(unsafe { libc::kill(watch.id() as i32, libc::SIGTERM) }, 0);
-    let out = watch.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        stderr
-            .matches(&format!("cannot read netns={inode}: {named}"))
-            .count(),
-        1,
-        "{stderr}"
-    );
+    let status = watch.wait().unwrap();
+    reader.join().unwrap();
+    stderr.extend(lines_rx.try_iter().map(|line| line + "\n"));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
     assert_eq!(fixture.ss_backlog(PY), 7);
     // As root, the same namespace is read, and the run does what was asked.

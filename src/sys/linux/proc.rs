@@ -69,11 +69,11 @@ pub(crate) fn socket_fds(pid: u32) -> SocketFds {
         let mut at = 0;
         // Each record: d_ino (8 bytes), d_off (8), d_reclen (2), d_type (1), then the name,
         // NUL-terminated, padded to d_reclen.
-        while let Some(record) = entries[..read].get(at..) {
-            let Some(&[lo, hi]) = record.get(16..18) else {
-                break;
-            };
-            let length = usize::from(u16::from_ne_bytes([lo, hi]));
+        while let Some(record) = entries[..read].get(at..).filter(|r| !r.is_empty()) {
+            let length = record
+                .get(16..18)
+                .map_or(0, |r| usize::from(u16::from_ne_bytes([r[0], r[1]])));
+            // A record cut short, or one that does not hold its own header, is malformed.
             let Some(name) = record
                 .get(19..length)
                 .and_then(|n| std::ffi::CStr::from_bytes_until_nul(n).ok())

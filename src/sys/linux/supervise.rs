@@ -232,11 +232,25 @@ pub(crate) fn executable(path: &Path) -> io::Result<()> {
 
 /// Gives the calling thread a descriptor table of its own, a copy of the one it shared
 /// (`unshare(CLONE_FILES)`), as a program's thread may: for tests of the supervisor's lookup.
+/// The copy keeps `keep` and the standard streams and closes the rest, so that it does not
+/// hold open the sockets and files of tests running meanwhile in other threads (a closed
+/// listener must stop accepting).
 #[cfg(test)]
-pub(crate) fn unshare_files() -> io::Result<()> {
+pub(crate) fn unshare_files(keep: std::os::fd::RawFd) -> io::Result<()> {
     // SAFETY: unshare takes integer flags; CLONE_FILES only affects the calling thread's table.
     if unsafe { libc::unshare(libc::CLONE_FILES) } != 0 {
         return Err(io::Error::last_os_error());
+    }
+    let keep = libc::c_uint::try_from(keep).unwrap_or(0).max(3);
+    for (first, last) in [(3, keep - 1), (keep + 1, libc::c_uint::MAX)] {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range takes integers; it closes descriptors of this thread's own copy
+        // of the table only, whose numbers nothing in this thread owns.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(())
 }
