@@ -302,7 +302,10 @@ fn target(l: &ListenerInfo, request: u32) -> String {
 /// no holder to borrow the socket from, so it changes nothing and only says why, from what this
 /// process can observe (hidepid, missing privilege, a PID namespace of its own).
 fn no_holder(l: &ListenerInfo, request: u32) -> String {
-    debug_assert!(l.processes.is_empty());
+    // With a holder, relisten would change the socket: a dry run must not get here then.
+    if !l.processes.is_empty() {
+        return "it has a holder (not a dry run's question)".into();
+    }
     match survey::relisten(l, request) {
         Err(err) => chain(&err),
         Ok(_) => "no process is known to hold it".into(),
