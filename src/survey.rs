@@ -393,7 +393,9 @@ pub fn survey_netns(ns: &Netns) -> Result<Survey, Error> {
 /// that cannot be opened) is skipped and kept, with its error, in
 /// [`Survey::unreadable_namespaces`]: the survey is then not the whole host, and a caller that
 /// needs every listener (to raise them all, say) must treat it as a failure. Processes that
-/// exit meanwhile are skipped.
+/// exit meanwhile are skipped. A namespace that only processes this one may not inspect are in
+/// (`/proc/PID/ns/net` refused) cannot be found at all: those processes are among
+/// [`Survey::unreadable_pids`], since the kernel refuses their descriptors by the same check.
 ///
 /// A node agent runs this with the host's PID namespace (to see every container's processes),
 /// `CAP_SYS_PTRACE` (their namespaces and descriptors) and `CAP_SYS_ADMIN` (to enter the
