@@ -19,8 +19,8 @@
 //! the kernel carries the call out as made, and answers it. Under a `/proc` of another PID
 //! namespace (`unshare --pid` without `--mount-proc`), whose numbers name other processes, the
 //! link cannot be checked: a pidfd of the calling thread itself is trusted (6.9+, or a thread
-//! group's leader before), and before 6.9 another thread's call is carried out as made. So the program sees the return value and errno it would
-//! have seen (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP` on a datagram socket, `EINVAL` on a connected
+//! group's leader before), and before 6.9 another thread's call is carried out as made. So the
+//! program sees the return value and errno it would have seen (`EBADF`, `ENOTSOCK`, `EOPNOTSUPP` on a datagram socket, `EINVAL` on a connected
 //! one), and its own `n` is never applied after the larger one. Nothing is ever lowered: `n` is
 //! compared as the kernel compares it (unsigned, so `listen(fd, -1)` keeps meaning "the limit").
 //! A TCP port or Unix path given to [`Command::except_port`] or [`Command::except_path`] keeps
@@ -60,8 +60,7 @@
 //!   only be looked up in its leader's table, where its descriptor number may name another
 //!   socket. The check above (made on every kernel) finds that it is not the thread's, and the
 //!   thread's call is carried out as made: it listens, with its own backlog. On 6.9+ the
-//!   thread's own table is read and it is raised. Only 6.18 is run here; the check is tested
-//!   with two real descriptor tables.
+//!   thread's own table is read and it is raised. (Which kernels are tested: the README.)
 //! - The supervisor closes each borrowed duplicate at once. Should the program close the same
 //!   descriptor from another thread meanwhile, and it is not a socket but a file whose last
 //!   close flushes (NFS, FUSE), that close waits as long as the flush does.
