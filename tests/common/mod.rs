@@ -472,7 +472,7 @@ pub fn ss_unix_in(netns: Option<&str>, local: &str) -> (u32, u32) {
 /// Raises this process's soft limit of open descriptors to its hard limit (no privilege
 /// needed), for a test that holds `need` descriptors at once: a login's soft limit is often
 /// 1024. Fails, naming both, if the hard limit is below `need`.
-pub fn allow_open_files(need: u64) {
+pub fn allow_open_files(need: libc::rlim_t) {
     // SAFETY: rlimit is plain old data; all zeroes is a valid value.
     let mut limit: libc::rlimit = unsafe { mem::zeroed() };
     // SAFETY: `limit` is a live local the kernel writes.
