@@ -6,7 +6,8 @@
 //! in that namespace shows it, and still serves. These run for any user: a user other than root
 //! runs each in a user namespace of its own (`common::own_netns`), as its root. The wrapper
 //! without any capability (under `no_new_privs`) is tested too: as `nobody` when run as root,
-//! as this user with every capability dropped otherwise.
+//! as this user with every capability dropped otherwise. As root (CI), one test runs all the
+//! others as `nobody`, so that the user namespace path is taken there too.
 //!
 //! Outside any namespace, for everyone (the filter is installed under `no_new_privs`): the same
 //! program prints the same results with and without the wrapper for a datagram `listen`, a bad
@@ -961,4 +962,94 @@ import sys; sys.stdin.read()
         drop(child.stdin.take());
         assert!(child.wait().unwrap().success());
     });
+}
+
+/// The tests above that make namespaces of their own: for a user other than root, each runs in
+/// a user namespace ([`own_netns`]). [`as_nobody_the_others_run_in_user_namespaces`] checks
+/// that each took that path.
+const IN_OWN_NAMESPACES: [&str; 18] = [
+    "python_main_thread_gets_the_limit",
+    "python_other_thread_gets_the_limit",
+    "python_forked_child_gets_the_limit",
+    "a_thread_with_its_own_descriptor_table_gets_the_limit",
+    "under_a_proc_of_another_pid_namespace_the_program_is_still_raised",
+    "a_thread_whose_own_table_holds_another_socket_at_the_same_number",
+    "python_unix_listener_gets_the_limit",
+    "node_gets_the_limit",
+    "a_static_binary_that_asks_for_1_gets_the_limit",
+    "a_32_bit_static_binary_gets_the_limit",
+    "a_daemon_that_double_forks_stays_covered",
+    "a_server_that_reloads_gets_the_limit_on_its_new_listener",
+    "an_excepted_port_keeps_the_programs_backlog",
+    "an_excepted_unix_path_keeps_the_programs_backlog",
+    "backlog_flag_is_a_floor_never_a_ceiling",
+    "the_library_supervises_as_the_command_does",
+    "as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status",
+    "without_privilege_it_works_under_no_new_privs",
+];
+
+/// CI runs as root, and so would never take the path other users take: as root, this runs
+/// every other test of this file as `nobody` (a copy of this test binary), where each of
+/// [`IN_OWN_NAMESPACES`] runs in a user namespace of its own and none is skipped.
+#[test]
+fn as_nobody_the_others_run_in_user_namespaces() {
+    const TEST: &str = "as_nobody_the_others_run_in_user_namespaces";
+    if !common::needs_root(
+        TEST,
+        "needs root: it runs the others as a second user (nobody); as this user they took the \
+         user namespace path themselves",
+    ) {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let listed = Command::new(&exe)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let tests: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .collect();
+    for name in IN_OWN_NAMESPACES {
+        assert!(tests.contains(&name), "{name} is not a test of this file");
+    }
+    // A copy of this test binary nobody can run (the build may be under /root).
+    let dir = temp_dir("exec-as-nobody");
+    let copy = dir.join("exec");
+    std::fs::copy(&exe, &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = common::process::as_nobody(&copy)
+        .args(["--skip", TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .current_dir("/")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env_remove("MAXLISTEN_TEST_IN_USERNS")
+        .env_remove("MAXLISTEN_EXEC_LIBRARY_TEST")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = common::process::text(&out);
+    println!("--- as nobody ---\n{said}\n--- end ---");
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("test result: ok. {} passed", tests.len() - 1)),
+        "{said}"
+    );
+    assert!(!said.contains("SKIPPED"), "{said}");
+    for name in IN_OWN_NAMESPACES {
+        assert!(
+            said.contains(&format!("--- {name}, run in its user namespace ---")),
+            "{name} did not run in a user namespace:\n{said}"
+        );
+    }
+    assert_eq!(
+        said.matches(common::USERNS_MARK).count(),
+        IN_OWN_NAMESPACES.len(),
+        "{said}"
+    );
 }
