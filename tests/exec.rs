@@ -702,12 +702,17 @@ fn not_found_is_127_and_not_executable_is_126_naming_it() {
 /// Each forwarded signal reaches the program; SIGTERM, unhandled, kills it: 128 + 15.
 #[test]
 fn signals_are_forwarded_and_a_fatal_one_gives_128_plus_n() {
+    // Written with os.write, not print: a handler that runs while print("ready") still holds
+    // stdout's buffer (a signal sent as soon as the line is read) fails with "reentrant call
+    // inside <_io.BufferedWriter>", and the program dies printing nothing more.
     let program = r#"
-import signal, sys
+import os, signal
+def say(text):
+    os.write(1, (text + "\n").encode())
 names = ["SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"]
 for name in names:
-    signal.signal(getattr(signal, name), lambda n, f: print(signal.Signals(n).name, flush=True))
-print("ready", flush=True)
+    signal.signal(getattr(signal, name), lambda n, f: say(signal.Signals(n).name))
+say("ready")
 while True:
     signal.pause()
 "#;
