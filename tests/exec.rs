@@ -57,7 +57,9 @@ def serve(s):
         c.close()
 
 def say(*words):
-    print(*words, flush=True)
+    # Not print: a signal handler that says something (reload) while print still holds
+    # stdout's buffer would fail with a reentrant call.
+    os.write(1, (" ".join(map(str, words)) + "\n").encode())
 
 if mode == "main":
     s = tcp(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
@@ -866,10 +868,12 @@ def term(*_):
     time.sleep(0.5)  # the orphan has exited meanwhile
     zombies = [p for p in os.listdir("/proc") if p.isdigit()
                and open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()[0] == "Z"]
-    print("zombies", zombies, flush=True)
+    # os.write, not print: a print here, run while a print of "ready" still held stdout's
+    # buffer (the signal comes as soon as that line is read), fails as a reentrant call.
+    os.write(1, ("zombies %s\n" % zombies).encode())
     sys.exit(5)
 signal.signal(signal.SIGTERM, term)
-print("ready", flush=True)
+os.write(1, b"ready\n")
 while True:
     signal.pause()
 "#;
