@@ -3,11 +3,14 @@
 //! daemon that double-forks, a server that opens a new listener on SIGHUP), Node, and a static
 //! C binary the test builds. Each runs in a private network namespace with
 //! `net.core.somaxconn` = [`LIMIT`] (set inside the namespace only), ends at the limit as `ss`
-//! in that namespace shows it, and still serves. Needs root for the namespace: skipped with a
-//! message outside CI, a failure with `CI=true`.
+//! in that namespace shows it, and still serves. These run for any user: a user other than root
+//! runs each in a user namespace of its own (`common::own_netns`), as its root. The wrapper
+//! without any capability (under `no_new_privs`) is tested too: as `nobody` when run as root,
+//! as this user with every capability dropped otherwise. As root (CI), one test runs all the
+//! others as `nobody`, so that the user namespace path is taken there too.
 //!
-//! Without root, for everyone (the filter is installed under `no_new_privs`): the same program
-//! prints the same results with and without the wrapper for a datagram `listen`, a bad
+//! Outside any namespace, for everyone (the filter is installed under `no_new_privs`): the same
+//! program prints the same results with and without the wrapper for a datagram `listen`, a bad
 //! descriptor, a non-socket, a connected socket; exit status, 127/126, signal forwarding and
 //! the signal exit code; an outer notifying filter (EBUSY) is refused up front; the program's
 //! descriptors, environment, process group and signal mask are its own.
@@ -23,7 +26,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{in_netns, require_root, ss_send_q, ss_unix, temp_dir};
+use common::{in_netns, own_netns, ss_send_q, ss_unix, temp_dir};
 
 /// The namespace's limit: none of the programs asks for it (they ask 1, 5, 128, 511).
 const LIMIT: u32 = 3000;
@@ -54,7 +57,9 @@ def serve(s):
         c.close()
 
 def say(*words):
-    print(*words, flush=True)
+    # Not print: a signal handler that says something (reload) while print still holds
+    # stdout's buffer would fail with a reentrant call.
+    os.write(1, (" ".join(map(str, words)) + "\n").encode())
 
 if mode == "main":
     s = tcp(int(sys.argv[2]) if len(sys.argv) > 2 else 5)
@@ -256,7 +261,7 @@ fn answers_tcp(port: u16) {
 
 /// A Python server in `mode` under the wrapper, in a namespace at LIMIT: at the limit, serving.
 fn python_at_limit(test: &str, mode: &str) {
-    if !require_root(test) {
+    if !own_netns(test) {
         return;
     }
     in_netns(LIMIT, || {
@@ -296,7 +301,7 @@ fn has_pidfd_thread() -> bool {
 #[test]
 fn a_thread_with_its_own_descriptor_table_gets_the_limit() {
     let test = "a_thread_with_its_own_descriptor_table_gets_the_limit";
-    if !require_root(test) {
+    if !own_netns(test) {
         return;
     }
     let expected = if has_pidfd_thread() { LIMIT } else { 5 };
@@ -314,7 +319,7 @@ fn a_thread_with_its_own_descriptor_table_gets_the_limit() {
 /// the program is still raised; before 6.9 its call is carried out as made.
 #[test]
 fn under_a_proc_of_another_pid_namespace_the_program_is_still_raised() {
-    if !require_root("under_a_proc_of_another_pid_namespace_the_program_is_still_raised") {
+    if !own_netns("under_a_proc_of_another_pid_namespace_the_program_is_still_raised") {
         return;
     }
     let expected = if has_pidfd_thread() { LIMIT } else { 5 };
@@ -343,7 +348,7 @@ fn under_a_proc_of_another_pid_namespace_the_program_is_still_raised() {
 #[test]
 fn a_thread_whose_own_table_holds_another_socket_at_the_same_number() {
     let test = "a_thread_whose_own_table_holds_another_socket_at_the_same_number";
-    if !require_root(test) {
+    if !own_netns(test) {
         return;
     }
     let expected = if has_pidfd_thread() { LIMIT } else { 5 };
@@ -366,7 +371,7 @@ fn a_thread_whose_own_table_holds_another_socket_at_the_same_number() {
 
 #[test]
 fn python_unix_listener_gets_the_limit() {
-    if !require_root("python_unix_listener_gets_the_limit") {
+    if !own_netns("python_unix_listener_gets_the_limit") {
         return;
     }
     let dir = temp_dir("exec-unix");
@@ -388,7 +393,7 @@ fn python_unix_listener_gets_the_limit() {
 
 #[test]
 fn node_gets_the_limit() {
-    if !require_root("node_gets_the_limit") {
+    if !own_netns("node_gets_the_limit") {
         return;
     }
     in_netns(LIMIT, || {
@@ -439,7 +444,7 @@ fn static_server_at_limit(binary: &Path) {
 
 #[test]
 fn a_static_binary_that_asks_for_1_gets_the_limit() {
-    if !require_root("a_static_binary_that_asks_for_1_gets_the_limit") {
+    if !own_netns("a_static_binary_that_asks_for_1_gets_the_limit") {
         return;
     }
     assert!(
@@ -457,7 +462,7 @@ fn a_static_binary_that_asks_for_1_gets_the_limit() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn a_32_bit_static_binary_gets_the_limit() {
-    if !require_root("a_32_bit_static_binary_gets_the_limit") {
+    if !own_netns("a_32_bit_static_binary_gets_the_limit") {
         return;
     }
     let binary = build_static("exec-static32", &["-m32"]);
@@ -472,7 +477,7 @@ fn a_32_bit_static_binary_gets_the_limit() {
 /// the first process's status.
 #[test]
 fn a_daemon_that_double_forks_stays_covered() {
-    if !require_root("a_daemon_that_double_forks_stays_covered") {
+    if !own_netns("a_daemon_that_double_forks_stays_covered") {
         return;
     }
     in_netns(LIMIT, || {
@@ -498,7 +503,7 @@ fn a_daemon_that_double_forks_stays_covered() {
 /// SIGHUP to the wrapper reaches the server (forwarded), which opens a new listener: covered.
 #[test]
 fn a_server_that_reloads_gets_the_limit_on_its_new_listener() {
-    if !require_root("a_server_that_reloads_gets_the_limit_on_its_new_listener") {
+    if !own_netns("a_server_that_reloads_gets_the_limit_on_its_new_listener") {
         return;
     }
     in_netns(LIMIT, || {
@@ -516,7 +521,7 @@ fn a_server_that_reloads_gets_the_limit_on_its_new_listener() {
 
 #[test]
 fn an_excepted_port_keeps_the_programs_backlog() {
-    if !require_root("an_excepted_port_keeps_the_programs_backlog") {
+    if !own_netns("an_excepted_port_keeps_the_programs_backlog") {
         return;
     }
     in_netns(LIMIT, || {
@@ -534,7 +539,7 @@ fn an_excepted_port_keeps_the_programs_backlog() {
 
 #[test]
 fn an_excepted_unix_path_keeps_the_programs_backlog() {
-    if !require_root("an_excepted_unix_path_keeps_the_programs_backlog") {
+    if !own_netns("an_excepted_unix_path_keeps_the_programs_backlog") {
         return;
     }
     let dir = temp_dir("exec-except-path");
@@ -555,7 +560,7 @@ fn an_excepted_unix_path_keeps_the_programs_backlog() {
 /// --backlog raises to at least its value, and never lowers what the program asks.
 #[test]
 fn backlog_flag_is_a_floor_never_a_ceiling() {
-    if !require_root("backlog_flag_is_a_floor_never_a_ceiling") {
+    if !own_netns("backlog_flag_is_a_floor_never_a_ceiling") {
         return;
     }
     in_netns(LIMIT, || {
@@ -699,12 +704,17 @@ fn not_found_is_127_and_not_executable_is_126_naming_it() {
 /// Each forwarded signal reaches the program; SIGTERM, unhandled, kills it: 128 + 15.
 #[test]
 fn signals_are_forwarded_and_a_fatal_one_gives_128_plus_n() {
+    // Written with os.write, not print: a handler that runs while print("ready") still holds
+    // stdout's buffer (a signal sent as soon as the line is read) fails with "reentrant call
+    // inside <_io.BufferedWriter>", and the program dies printing nothing more.
     let program = r#"
-import signal, sys
+import os, signal
+def say(text):
+    os.write(1, (text + "\n").encode())
 names = ["SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"]
 for name in names:
-    signal.signal(getattr(signal, name), lambda n, f: print(signal.Signals(n).name, flush=True))
-print("ready", flush=True)
+    signal.signal(getattr(signal, name), lambda n, f: say(signal.Signals(n).name))
+say("ready")
 while True:
     signal.pause()
 "#;
@@ -750,7 +760,7 @@ fn a_second_notifying_filter_is_refused_up_front() {
 fn the_library_supervises_as_the_command_does() {
     const ALONE: &str = "MAXLISTEN_EXEC_LIBRARY_TEST";
     if std::env::var_os(ALONE).is_none() {
-        if !require_root("the_library_supervises_as_the_command_does") {
+        if !own_netns("the_library_supervises_as_the_command_does") {
             return;
         }
         let out = Command::new(std::env::current_exe().unwrap())
@@ -846,7 +856,7 @@ print(len(results), sorted(set(results)), peak() - before)
 /// left), and the exit status is the program's.
 #[test]
 fn as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status() {
-    if !require_root("as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status") {
+    if !own_netns("as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status") {
         return;
     }
     let program = r#"
@@ -858,10 +868,12 @@ def term(*_):
     time.sleep(0.5)  # the orphan has exited meanwhile
     zombies = [p for p in os.listdir("/proc") if p.isdigit()
                and open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()[0] == "Z"]
-    print("zombies", zombies, flush=True)
+    # os.write, not print: a print here, run while a print of "ready" still held stdout's
+    # buffer (the signal comes as soon as that line is read), fails as a reentrant call.
+    os.write(1, ("zombies %s\n" % zombies).encode())
     sys.exit(5)
 signal.signal(signal.SIGTERM, term)
-print("ready", flush=True)
+os.write(1, b"ready\n")
 while True:
     signal.pause()
 "#;
@@ -901,11 +913,15 @@ while True:
     );
 }
 
-/// Without root (as `nobody`, no capabilities): the filter goes in under `no_new_privs`, and
-/// the program still ends at the limit.
+/// Without privilege: no capability at all, so the filter goes in under `no_new_privs`, and the
+/// program still ends at the limit. As the host's root, the wrapper runs as `nobody` (another
+/// user); for any other user, in the user namespace of [`common::own_netns`], as its root with
+/// every capability dropped (bounding, inheritable and ambient sets emptied: nothing is regained
+/// at `execve`), which is this user without privilege. Either way the program (the wrapper's
+/// child, with the wrapper's credentials) shows no effective capability and `no_new_privs` set.
 #[test]
-fn as_nobody_it_works_under_no_new_privs() {
-    if !require_root("as_nobody_it_works_under_no_new_privs") {
+fn without_privilege_it_works_under_no_new_privs() {
+    if !own_netns("without_privilege_it_works_under_no_new_privs") {
         return;
     }
     in_netns(LIMIT, || {
@@ -913,11 +929,30 @@ fn as_nobody_it_works_under_no_new_privs() {
 import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(5)
 print(s.getsockname()[1], flush=True)
-print([l.split()[1] for l in open("/proc/self/status") if l.startswith("NoNewPrivs")][0], flush=True)
+status = dict(l.split(":", 1) for l in open("/proc/self/status"))
+print(status["NoNewPrivs"].strip(), status["CapEff"].strip(), flush=True)
 import sys; sys.stdin.read()
 "#;
-        let mut child = common::process::as_nobody(BIN)
-            .args(["exec", "--", "python3", "-c", program])
+        let mut command = if common::is_host_root() {
+            common::process::as_nobody(BIN)
+        } else {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--inh-caps=-all",
+                "--ambient-caps=-all",
+                "--bounding-set=-all",
+            ])
+            .arg(BIN);
+            c
+        };
+        let mut child = command
+            .args([
+                "exec",
+                "--",
+                common::process::system_python(),
+                "-c",
+                program,
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -928,8 +963,102 @@ import sys; sys.stdin.read()
         let mut nnp = String::new();
         out.read_line(&mut nnp).unwrap();
         assert_eq!(ss_send_q(port.trim().parse().unwrap()), LIMIT);
-        assert_eq!(nnp.trim(), "1", "no_new_privs, as documented");
+        assert_eq!(
+            nnp.trim(),
+            "1 0000000000000000",
+            "no_new_privs (as documented) and no effective capability"
+        );
         drop(child.stdin.take());
         assert!(child.wait().unwrap().success());
     });
+}
+
+/// The tests above that make namespaces of their own: for a user other than root, each runs in
+/// a user namespace ([`own_netns`]). [`as_nobody_the_others_run_in_user_namespaces`] checks
+/// that each took that path.
+const IN_OWN_NAMESPACES: [&str; 18] = [
+    "python_main_thread_gets_the_limit",
+    "python_other_thread_gets_the_limit",
+    "python_forked_child_gets_the_limit",
+    "a_thread_with_its_own_descriptor_table_gets_the_limit",
+    "under_a_proc_of_another_pid_namespace_the_program_is_still_raised",
+    "a_thread_whose_own_table_holds_another_socket_at_the_same_number",
+    "python_unix_listener_gets_the_limit",
+    "node_gets_the_limit",
+    "a_static_binary_that_asks_for_1_gets_the_limit",
+    "a_32_bit_static_binary_gets_the_limit",
+    "a_daemon_that_double_forks_stays_covered",
+    "a_server_that_reloads_gets_the_limit_on_its_new_listener",
+    "an_excepted_port_keeps_the_programs_backlog",
+    "an_excepted_unix_path_keeps_the_programs_backlog",
+    "backlog_flag_is_a_floor_never_a_ceiling",
+    "the_library_supervises_as_the_command_does",
+    "as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status",
+    "without_privilege_it_works_under_no_new_privs",
+];
+
+/// CI runs as root, and so would never take the path other users take: as root, this runs
+/// every other test of this file as `nobody` (a copy of this test binary), where each of
+/// [`IN_OWN_NAMESPACES`] runs in a user namespace of its own and none is skipped.
+#[test]
+fn as_nobody_the_others_run_in_user_namespaces() {
+    const TEST: &str = "as_nobody_the_others_run_in_user_namespaces";
+    if !common::needs_root(
+        TEST,
+        "needs root: it runs the others as a second user (nobody); as this user they took the \
+         user namespace path themselves",
+    ) {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let listed = Command::new(&exe)
+        .args(["--list", "--format", "terse"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let tests: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .collect();
+    for name in IN_OWN_NAMESPACES {
+        assert!(tests.contains(&name), "{name} is not a test of this file");
+    }
+    // A copy of this test binary nobody can run (the build may be under /root).
+    let dir = temp_dir("exec-as-nobody");
+    let copy = dir.join("exec");
+    std::fs::copy(&exe, &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = common::process::as_nobody(&copy)
+        .args(["--skip", TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .current_dir("/")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env_remove("MAXLISTEN_TEST_IN_USERNS")
+        .env_remove("MAXLISTEN_EXEC_LIBRARY_TEST")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = common::process::text(&out);
+    println!("--- as nobody ---\n{said}\n--- end ---");
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("test result: ok. {} passed", tests.len() - 1)),
+        "{said}"
+    );
+    assert!(!said.contains("SKIPPED"), "{said}");
+    for name in IN_OWN_NAMESPACES {
+        assert!(
+            said.contains(&format!("--- {name}, run in its user namespace ---")),
+            "{name} did not run in a user namespace:\n{said}"
+        );
+    }
+    assert_eq!(
+        said.matches(common::USERNS_MARK).count(),
+        IN_OWN_NAMESPACES.len(),
+        "{said}"
+    );
 }
