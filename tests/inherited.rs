@@ -426,6 +426,9 @@ fn hand_over_by_hand() {
 /// All or nothing: both sockets pass the checks, then `listen` on the second is refused (a
 /// seccomp filter in the child, as a security policy would). The first, already raised, is set
 /// back to the backlog it was handed over with, and nothing is adopted.
+// Not on i686: its libc may make listen a socketcall(2), whose arguments a seccomp filter cannot
+// read, so the refusal of one descriptor's listen cannot be simulated there.
+#[cfg(not(target_arch = "x86"))]
 #[test]
 fn a_refused_listen_sets_back_the_sockets_raised_before_it() {
     let listening = |backlog| {
@@ -457,6 +460,9 @@ fn a_refused_listen_sets_back_the_sockets_raised_before_it() {
 
 /// A socket whose backlog before is not known cannot be set back: such sockets are changed
 /// last, and one left re-listened is named in the error.
+// Not on i686: its libc may make listen a socketcall(2), whose arguments a seccomp filter cannot
+// read, so the refusal of one descriptor's listen cannot be simulated there.
+#[cfg(not(target_arch = "x86"))]
 #[test]
 fn a_refused_listen_names_what_could_not_be_set_back() {
     if !own_netns("a_refused_listen_names_what_could_not_be_set_back") {
