@@ -996,7 +996,7 @@ const IN_OWN_NAMESPACES: [&str; 17] = [
     "without_privilege_it_works_under_no_new_privs",
 ];
 
-/// [`IN_OWN_NAMESPACES`], with those of its kind that only some targets build (this one among them).
+/// [`IN_OWN_NAMESPACES`], and the tests of that kind that only some targets build, where built.
 fn in_own_namespaces() -> Vec<&'static str> {
     let mut names = IN_OWN_NAMESPACES.to_vec();
     if cfg!(target_arch = "x86_64") {
