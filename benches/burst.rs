@@ -86,17 +86,10 @@ impl Outcome {
 }
 
 fn main() {
-    let config = match parse_args() {
-        Ok(config) => config,
-        Err(why) => {
-            eprintln!(
-                "burst: {why}\nusage: burst [--n N] [--stall-ms S] [--somaxconn L] [--svg PATH]"
-            );
-            std::process::exit(2);
-        }
-    };
+    let config = parse_args();
     support::in_private_netns(config.somaxconn);
-    raise_fd_limit();
+    // Each connection is a client and a server socket.
+    support::raise_fd_limit(2 * config.n + 100);
     let outcomes = run_all(&config);
     let place = format!(
         "a private network namespace, net.core.somaxconn = {}",
@@ -110,51 +103,29 @@ fn main() {
     }
 }
 
-fn parse_args() -> Result<Config, String> {
+fn parse_args() -> Config {
     let mut config = Config {
         n: 2000,
         stall: Duration::from_millis(300),
         somaxconn: 4096,
         svg: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/burst.svg"),
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--bench" => {} // passed by `cargo bench`
-            "--n" => {
-                config.n = value("--n")?.parse().map_err(|e| format!("--n: {e}"))?;
-                if !(1..=20_000).contains(&config.n) {
-                    return Err("--n must be 1 to 20000".into());
-                }
-            }
+    support::parse_args("burst", |flag, args| {
+        match flag {
+            "--n" => config.n = args.number(flag),
             "--stall-ms" => {
-                let ms: u64 = value("--stall-ms")?
-                    .parse()
-                    .map_err(|e| format!("--stall-ms: {e}"))?;
-                config.stall = Duration::from_millis(ms.min(10_000));
+                config.stall = Duration::from_millis(args.number::<u64>(flag).min(10_000));
             }
-            "--somaxconn" => {
-                config.somaxconn = value("--somaxconn")?
-                    .parse()
-                    .map_err(|e| format!("--somaxconn: {e}"))?;
-            }
-            "--svg" => config.svg = PathBuf::from(value("--svg")?),
-            other => return Err(format!("unknown argument {other:?}")),
+            "--somaxconn" => config.somaxconn = args.number(flag),
+            "--svg" => config.svg = PathBuf::from(args.value(flag)),
+            _ => return false,
         }
+        true
+    });
+    if !(1..=20_000).contains(&config.n) {
+        support::fail("burst", "--n must be 1 to 20000");
     }
-    Ok(config)
-}
-
-fn raise_fd_limit() {
-    // SAFETY: rlimit is plain old data and the pointers are live locals.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
+    config
 }
 
 fn run_all(config: &Config) -> Vec<Outcome> {

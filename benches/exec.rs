@@ -16,9 +16,13 @@
 //! Needs a C compiler (`cc`). Runs in the host's network namespace on a socket it makes
 //! itself (nothing here depends on the limit).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::{median, ms};
 
 const BIN: &str = env!("CARGO_BIN_EXE_maxlisten");
 
@@ -72,20 +76,14 @@ int main(int argc, char **argv) {
 
 fn main() {
     let (mut rounds, mut calls) = (25usize, 300_000u64);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> u64 {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| fail(&format!("{name} needs a number")))
-        };
-        match arg.as_str() {
-            "--bench" => {}
-            "--rounds" => rounds = number("--rounds").max(1) as usize,
-            "--calls" => calls = number("--calls").max(1),
-            other => fail(&format!("unknown argument {other:?}")),
+    support::parse_args("exec", |flag, args| {
+        match flag {
+            "--rounds" => rounds = args.number::<usize>(flag).max(1),
+            "--calls" => calls = args.number::<u64>(flag).max(1),
+            _ => return false,
         }
-    }
+        true
+    });
     if let Err(err) = maxlisten::exec::check() {
         fail(&format!("maxlisten exec cannot run here: {err}"));
     }
@@ -140,7 +138,6 @@ fn main() {
         pair_ratios.push(with.as_secs_f64() / bare.as_secs_f64());
         filter_ratios.push(filtered.as_secs_f64() / bare.as_secs_f64());
     }
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let per_call_us = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n as f64;
     println!(
         "maxlisten exec, {rounds} rounds (medians), {calls} x (getppid + stat), {listens} listens"
@@ -155,7 +152,7 @@ fn main() {
             with / bare
         );
     };
-    let (lb, lw) = (median(&mut loop_bare), median(&mut loop_wrapped));
+    let (lb, lw) = (median(loop_bare), median(loop_wrapped));
     row(
         "system-call loop, as the program times it",
         ms(lb),
@@ -165,19 +162,19 @@ fn main() {
     row(
         "  control: any seccomp filter (allow-all, no wrapper)",
         ms(lb),
-        ms(median(&mut loop_filtered)),
+        ms(median(loop_filtered)),
         "ms",
     );
-    let (wb, ww) = (median(&mut wall_bare), median(&mut wall_wrapped));
+    let (wb, ww) = (median(wall_bare), median(wall_wrapped));
     row("system-call loop, whole run (wall)", ms(wb), ms(ww), "ms");
-    let (pb, pw) = (median(&mut listen_bare), median(&mut listen_wrapped));
+    let (pb, pw) = (median(listen_bare), median(listen_wrapped));
     row(
         "one listen()",
         per_call_us(pb, listens),
         per_call_us(pw, listens),
         "us",
     );
-    let (sb, sw) = (median(&mut start_bare), median(&mut start_wrapped));
+    let (sb, sw) = (median(start_bare), median(start_wrapped));
     row(
         "start-up: `true` vs `maxlisten exec -- true`",
         ms(sb),
@@ -197,11 +194,6 @@ fn main() {
         per_call_us(pw, listens) - per_call_us(pb, listens),
         ms(sw) - ms(sb)
     );
-}
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
-    values[values.len() / 2]
 }
 
 /// Compiles the measured program into target/.
@@ -264,7 +256,6 @@ fn start(wrapped: bool) -> Duration {
     wall
 }
 
-fn fail(message: &str) -> ! {
-    eprintln!("exec bench: {message}");
-    std::process::exit(2);
+fn fail(why: &str) -> ! {
+    support::fail("exec", why)
 }

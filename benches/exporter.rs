@@ -34,22 +34,16 @@ fn main() {
     let (mut listeners, mut rounds) = (10_000usize, 15usize);
     let mut binary = env!("CARGO_BIN_EXE_maxlisten").to_string();
     let mut check = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> usize {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| fail(&format!("{name} needs a number")))
-        };
-        match arg.as_str() {
-            "--bench" => {}
-            "--listeners" => listeners = number("--listeners"),
-            "--rounds" => rounds = number("--rounds").max(1),
+    support::parse_args("exporter", |flag, args| {
+        match flag {
+            "--listeners" => listeners = args.number(flag),
+            "--rounds" => rounds = args.number::<usize>(flag).max(1),
             "--check" => check = true,
-            "--binary" => binary = args.next().unwrap_or_else(|| fail("--binary needs a path")),
-            other => fail(&format!("unknown argument {other:?}")),
+            "--binary" => binary = args.value(flag),
+            _ => return false,
         }
-    }
+        true
+    });
     // Only these listeners: the host's sockets do not count.
     support::in_private_netns(4096);
     raise_fd_limit(listeners + 100);
@@ -194,6 +188,5 @@ fn memory(pid: u32) -> (u64, u64) {
 }
 
 fn fail(why: &str) -> ! {
-    eprintln!("exporter bench: {why}");
-    std::process::exit(2)
+    support::fail("exporter", why)
 }

@@ -24,21 +24,15 @@ use support::{median, ms, time};
 
 fn main() {
     let (mut namespaces, mut listeners, mut rounds) = (40usize, 25usize, 15usize);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> usize {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| fail(&format!("{name} needs a number")))
-        };
-        match arg.as_str() {
-            "--bench" => {}
-            "--namespaces" => namespaces = number("--namespaces").max(1),
-            "--listeners" => listeners = number("--listeners"),
-            "--rounds" => rounds = number("--rounds").max(1),
-            other => fail(&format!("unknown argument {other:?}")),
+    support::parse_args("netns", |flag, args| {
+        match flag {
+            "--namespaces" => namespaces = args.number::<usize>(flag).max(1),
+            "--listeners" => listeners = args.number(flag),
+            "--rounds" => rounds = args.number::<usize>(flag).max(1),
+            _ => return false,
         }
-    }
+        true
+    });
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         fail("needs root: it makes network namespaces, and entering them needs CAP_SYS_ADMIN");
@@ -171,6 +165,5 @@ fn sandbox() {
 }
 
 fn fail(why: &str) -> ! {
-    eprintln!("netns bench: {why}");
-    std::process::exit(2)
+    support::fail("netns", why)
 }

@@ -20,20 +20,14 @@ use support::{median, ms, raise_fd_limit, time};
 
 fn main() {
     let (mut listeners, mut rounds) = (10_000usize, 15usize);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut number = |name: &str| -> usize {
-            args.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| fail(&format!("{name} needs a number")))
-        };
-        match arg.as_str() {
-            "--bench" => {}
-            "--listeners" => listeners = number("--listeners"),
-            "--rounds" => rounds = number("--rounds").max(1),
-            other => fail(&format!("unknown argument {other:?}")),
+    support::parse_args("survey", |flag, args| {
+        match flag {
+            "--listeners" => listeners = args.number(flag),
+            "--rounds" => rounds = args.number::<usize>(flag).max(1),
+            _ => return false,
         }
-    }
+        true
+    });
     // Only these listeners: the host's sockets do not count.
     support::in_private_netns(4096);
     raise_fd_limit(listeners + 100);
@@ -93,9 +87,4 @@ fn main() {
         "  ratio ss / maxlisten survey: {:.2}x (above 1: the survey is faster)",
         ss.as_secs_f64() / survey.as_secs_f64()
     );
-}
-
-fn fail(why: &str) -> ! {
-    eprintln!("survey bench: {why}");
-    std::process::exit(2)
 }

@@ -17,7 +17,8 @@ mod common;
 use std::process::{Command, Output};
 
 use common::namespaces::{
-    three, unix_answers, unix_path, Fixture, Kind, Server, CRI_ID, DOCKER_ID, NODE, POD, PY,
+    three, unix_answers, unix_path, Fixture, InOwnUserns, Kind, Server, CRI_ID, DOCKER_ID, NODE,
+    POD, PY,
 };
 use common::process::{as_nobody, started, text, Killed};
 use common::{is_host_root, needs_root, own_sandbox};
@@ -435,94 +436,6 @@ fn a_holder_hidden_by_hidepid_is_reported_as_such() {
 }
 
 #[test]
-fn a_holder_outside_this_pid_namespace_is_reported_as_such() {
-    const TEST: &str = "a_holder_outside_this_pid_namespace_is_reported_as_such";
-    if !own_sandbox(TEST) {
-        return;
-    }
-    let mut server = python_on(9998);
-    // Root, in the same network namespace, but in a PID namespace of its own (as an agent
-    // without hostPID): the listener is seen, its holder is not.
-    let out = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            BIN,
-            "raise",
-            "--port",
-            "9998",
-        ])
-        .output()
-        .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("127.0.0.1:9998") && stderr.contains("child PID namespace"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("hostPID"), "{stderr}");
-}
-
-/// A process in the network namespace `name` (which the host's user namespace owns) but in a
-/// user namespace of its own, as a rootless container joined to a namespace runs; killed on
-/// drop.
-struct InOwnUserns(std::process::Child);
-
-impl InOwnUserns {
-    fn start(name: &str) -> InOwnUserns {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                name,
-                "unshare",
-                "--user",
-                "--map-root-user",
-            ])
-            .args(["sleep", "120"])
-            .spawn()
-            .unwrap();
-        let pid = child.id();
-        let mine = std::fs::read_link("/proc/self/ns/user").unwrap();
-        let started = std::time::Instant::now();
-        // `ip netns exec` and `unshare` exec in place: the pid is sleep's once both are done.
-        while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok() == Some(mine.clone())
-            || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
-        {
-            assert!(started.elapsed().as_secs() < 10, "{pid} did not start");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        InOwnUserns(child)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    /// `maxlisten ARGS` as an agent in that user namespace (root there, with every capability
-    /// there) and in a network namespace of its own: it can read the process's namespace but
-    /// not enter it (setns needs CAP_SYS_ADMIN over the host's user namespace, which owns it).
-    fn maxlisten(&self, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .arg(format!("--user=/proc/{}/ns/user", self.pid()))
-            .args(["unshare", "--net", BIN])
-            .args(args)
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for InOwnUserns {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[test]
 fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
     const TEST: &str = "a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise";
     if !needs_root(
@@ -542,8 +455,9 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
     );
     let name = fixture.name.clone().unwrap();
     let inode = fixture.inode();
-    let agent = InOwnUserns::start(&name);
-    let pid = agent.pid();
+    let holder = InOwnUserns::start(&name);
+    let pid = holder.pid();
+    let maxlisten = |args: &[&str]| holder.agent(BIN).args(args).output().unwrap();
     let named = format!(
         "network namespace {inode} (ip netns {name}, pid {pid}): setns: {}",
         std::io::Error::from_raw_os_error(libc::EPERM)
@@ -556,7 +470,7 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
         if dry {
             args.push("--dry-run");
         }
-        let out = agent.maxlisten(&args);
+        let out = maxlisten(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(&named), "{args:?}: {stderr}");
@@ -570,7 +484,7 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
 
     // The survey shows what it read (exit 0) and names it on stderr; the JSON lists it, the
     // metric counts it.
-    let out = agent.maxlisten(&["survey", "--all-namespaces"]);
+    let out = maxlisten(&["survey", "--all-namespaces"]);
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -582,7 +496,7 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
         table.contains(&format!("{name} ({inode}, pid {pid}): could not be read")),
         "{table}"
     );
-    let out = agent.maxlisten(&["survey", "--all-namespaces", "--json"]);
+    let out = maxlisten(&["survey", "--all-namespaces", "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["unreadable_namespaces"], 1, "{doc}");
@@ -595,7 +509,7 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
         details["error"].as_str().unwrap().starts_with(&named),
         "{details}"
     );
-    let out = agent.maxlisten(&["survey", "--all-namespaces", "--prometheus"]);
+    let out = maxlisten(&["survey", "--all-namespaces", "--prometheus"]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("maxlisten_unreadable_namespaces 1\n"),
         "{}",

@@ -26,7 +26,7 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{in_netns, own_netns, ss_send_q, ss_unix, temp_dir};
+use common::{in_netns, own_netns, run_child_test, ss_send_q, ss_unix, temp_dir};
 
 /// The namespace's limit: none of the programs asks for it (they ask 1, 5, 128, 511).
 const LIMIT: u32 = 3000;
@@ -763,22 +763,11 @@ fn the_library_supervises_as_the_command_does() {
         if !own_netns("the_library_supervises_as_the_command_does") {
             return;
         }
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "the_library_supervises_as_the_command_does",
-                "--nocapture",
-            ])
-            .env(ALONE, "1")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{text}{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_child_test(
+            Command::new(std::env::current_exe().unwrap()).env(ALONE, "1"),
+            "the_library_supervises_as_the_command_does",
+            "a process of its own",
         );
-        assert!(text.contains("1 passed"), "{text}");
         return;
     }
     in_netns(LIMIT, || {

@@ -12,11 +12,10 @@
 mod common;
 
 use std::io::Read;
-use std::process::Command;
 
-use common::namespaces::{Fixture, Kind, Server};
+use common::namespaces::{Fixture, InOwnUserns, Kind, Server};
 use common::process::{as_nobody, text};
-use common::{needs_root, own_netns, own_sandbox, USERNS_MARK};
+use common::{needs_root, own_netns, own_sandbox, run_child_test, USERNS_MARK};
 use maxlisten::netns::Netns;
 
 const PORT: u16 = 8080;
@@ -182,21 +181,10 @@ fn without_privilege_entering_and_listing_fail_naming_what_is_missing() {
     let fixture = Fixture::named_empty(999);
     let name = fixture.name.clone().unwrap();
     // Run the checks as `nobody`, without capabilities, in a child copy of this test binary.
-    let out = as_nobody(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "unprivileged_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("MAXLISTEN_UNPRIVILEGED_CHILD", &name)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{out:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_child_test(
+        as_nobody(std::env::current_exe().unwrap()).env("MAXLISTEN_UNPRIVILEGED_CHILD", &name),
+        "unprivileged_child",
+        "a process of nobody's",
     );
 }
 
@@ -366,52 +354,19 @@ fn survey_all_keeps_each_namespace_it_cannot_enter_with_its_error() {
     }
     let fixture = Fixture::start(Kind::Named, 1234, &python());
     let name = fixture.name.clone().unwrap();
-    // A process in that namespace (which the host's user namespace owns) but in a user
-    // namespace of its own, as a rootless container joined to a namespace runs.
-    let mut sleeper = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &name,
-            "unshare",
-            "--user",
-            "--map-root-user",
-        ])
-        .args(["sleep", "120"])
-        .spawn()
-        .unwrap();
-    let pid = sleeper.id();
-    let mine = std::fs::read_link("/proc/self/ns/user").unwrap();
-    let started = std::time::Instant::now();
-    while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok() == Some(mine.clone())
-        || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
-    {
-        assert!(started.elapsed().as_secs() < 10, "{pid} did not start");
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    // A process in that namespace but in a user namespace of its own, as a rootless container
+    // joined to a namespace runs.
+    let holder = InOwnUserns::start(&name);
+    let pid = holder.pid();
     // The survey, run by an agent in that user namespace (root there, every capability
     // there) and a network namespace of its own: it sees the process's namespace but cannot
     // enter it.
-    let out = Command::new("nsenter")
-        .arg(format!("--user=/proc/{pid}/ns/user"))
-        .args(["unshare", "--net"])
-        .arg(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "unenterable_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(UNENTERABLE, format!("{} {name} {pid}", fixture.inode()))
-        .output()
-        .unwrap();
-    let _ = sleeper.kill();
-    let _ = sleeper.wait();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{out:?}\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_child_test(
+        holder
+            .agent(std::env::current_exe().unwrap())
+            .env(UNENTERABLE, format!("{} {name} {pid}", fixture.inode())),
+        "unenterable_child",
+        "an agent in a user namespace of its own",
     );
 }
 

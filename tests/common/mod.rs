@@ -255,6 +255,24 @@ fn run_child(
         }
         (Err(e), None) => panic!("{name}: start {command:?}: {e}"),
     };
+    assert_one_passed(name, place, &out);
+    false
+}
+
+/// Runs `test`, a test of this very binary that does its part only when started so, through
+/// `command`: this binary, or a program that ends by running it with the arguments it is given
+/// (`as_nobody`, an agent's `nsenter`, ...), with what the child needs already set. Adds
+/// libtest's arguments and asserts that the one test ran there and passed.
+pub fn run_child_test(command: &mut std::process::Command, test: &str, place: &str) {
+    let out = command
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap_or_else(|e| panic!("{test}: start {command:?}: {e}"));
+    assert_one_passed(test, place, &out);
+}
+
+/// Shows what the child test `name` printed, and asserts that it ran, alone, and passed.
+fn assert_one_passed(name: &str, place: &str, out: &std::process::Output) {
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -266,7 +284,6 @@ fn run_child(
         text.contains("test result: ok. 1 passed"),
         "{name} did not run in {place} (is {name:?} the test's name?):\n{text}"
     );
-    false
 }
 
 /// Makes `command`'s process, between fork and exec, enter a new user namespace (mapping this

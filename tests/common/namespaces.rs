@@ -442,6 +442,63 @@ fn kill_children(pid: u32) {
     }
 }
 
+/// A process in the named network namespace `name` (which the host's user namespace owns) but
+/// in a user namespace of its own, as a rootless container joined to a namespace runs; killed
+/// on drop. Needs the host's root (`ip netns exec`).
+pub struct InOwnUserns(Child);
+
+impl InOwnUserns {
+    pub fn start(name: &str) -> InOwnUserns {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                name,
+                "unshare",
+                "--user",
+                "--map-root-user",
+            ])
+            .args(["sleep", "120"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let mine = std::fs::read_link("/proc/self/ns/user").unwrap();
+        let started = Instant::now();
+        // `ip netns exec` and `unshare` exec in place: the pid is sleep's once both are done.
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok() == Some(mine.clone())
+            || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n"
+        {
+            assert!(started.elapsed().as_secs() < 10, "{pid} did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        InOwnUserns(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// `program`, not started, as an agent in that user namespace (root there, with every
+    /// capability there) and in a network namespace of its own: it can read the process's
+    /// namespace but not enter it (setns needs CAP_SYS_ADMIN over the host's user namespace,
+    /// which owns it).
+    pub fn agent<S: AsRef<std::ffi::OsStr>>(&self, program: S) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--user=/proc/{}/ns/user", self.pid()))
+            .args(["unshare", "--net"])
+            .arg(program);
+        command
+    }
+}
+
+impl Drop for InOwnUserns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Runs a command that must succeed.
 pub fn run(program: &str, args: &[&str]) {
     let out = Command::new(program).args(args).output().unwrap();

@@ -18,7 +18,6 @@
 //! - failures are said on stderr once per change (not once per scrape), and a failed collection
 //!   still answers 200 with `maxlisten_collect_success 0`.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::process::ExitCode;
@@ -39,6 +38,7 @@ use maxlisten::survey::Survey;
 
 use crate::filters::{Filters, Scope};
 use crate::render;
+use crate::survey::UnreadableSaid;
 
 pub(crate) const EXAMPLES: &str = "Examples:\n  \
     maxlisten exporter\n  \
@@ -71,11 +71,13 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> ExitCode {
     let selector = args.filters.selector().below_limit(args.below_limit);
     let scope = args.scope;
-    // The namespaces said on stderr as unreadable, so that each is said once while it stays so.
-    let unread = Mutex::new(HashSet::new());
+    // Each namespace that cannot be read is said on stderr once while it stays so.
+    let unread = Mutex::new(UnreadableSaid::default());
     let collect = move || {
         let mut found = scope.survey().map_err(|e| render::chain(&e))?;
-        say_unreadable(&found, &mut lock(&unread));
+        lock(&unread).update(&found, |ns| {
+            eprintln!("maxlisten exporter: {ns}; its listeners are missing from /metrics");
+        });
         // What the body needs of the listeners goes into `listeners`, and the survey's own
         // (their owners, cgroups and namespaces) are dropped as that is made.
         let listeners = render::prometheus::Listeners::new(
@@ -86,22 +88,6 @@ pub(crate) fn run(args: Args) -> ExitCode {
         Ok(Collected { found, listeners })
     };
     serve_with(&args.listen, Arc::new(collect))
-}
-
-/// Says each namespace that could not be read (its listeners are missing from the scrape) on
-/// stderr, once while it stays so; `said` holds the inodes said, as of the last collection.
-fn say_unreadable(found: &Survey, said: &mut HashSet<u64>) {
-    let now: HashSet<u64> = found
-        .unreadable_namespaces
-        .iter()
-        .map(|ns| ns.netns)
-        .collect();
-    for ns in &found.unreadable_namespaces {
-        if !said.contains(&ns.netns) {
-            eprintln!("maxlisten exporter: {ns}; its listeners are missing from /metrics");
-        }
-    }
-    *said = now;
 }
 
 /// Connections served at once.

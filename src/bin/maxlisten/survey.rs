@@ -1,12 +1,13 @@
 //! `maxlisten survey`: list the listeners of one or every network namespace, as a table, JSON or
 //! Prometheus text (to stdout, or written atomically to a file).
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use maxlisten::survey::{ListenerInfo, Survey};
+use maxlisten::survey::{ListenerInfo, Survey, UnreadableNamespace};
 
 use crate::filters::{Filters, Scope};
 use crate::render;
@@ -114,6 +115,36 @@ pub(crate) fn note_unreadable(found: &Survey) {
     note_unreadable_processes(found);
     for ns in &found.unreadable_namespaces {
         eprintln!("note: {ns}; its listeners are missing");
+    }
+}
+
+/// The namespaces a long-running command (the exporter, `raise --watch`) has said could not be
+/// read, so that each is said once while it stays so.
+#[derive(Default)]
+pub(crate) struct UnreadableSaid(HashSet<u64>);
+
+impl UnreadableSaid {
+    /// Calls `new` with each namespace of `found` that could not be read and was readable (or
+    /// absent) in the last survey; returns the inodes of those unreadable then and no longer
+    /// unreadable now (read again, or gone).
+    pub(crate) fn update(
+        &mut self,
+        found: &Survey,
+        mut new: impl FnMut(&UnreadableNamespace),
+    ) -> Vec<u64> {
+        let now: HashSet<u64> = found
+            .unreadable_namespaces
+            .iter()
+            .map(|ns| ns.netns)
+            .collect();
+        for ns in &found.unreadable_namespaces {
+            if !self.0.contains(&ns.netns) {
+                new(ns);
+            }
+        }
+        let cleared = self.0.difference(&now).copied().collect();
+        self.0 = now;
+        cleared
     }
 }
 

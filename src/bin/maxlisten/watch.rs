@@ -34,6 +34,7 @@ use crate::filters::Scope;
 use crate::raise::{raise_one, Outcome};
 use crate::render::chain;
 use crate::render::table::{cell, owner};
+use crate::survey::UnreadableSaid;
 
 /// Runs passes every `seconds` until SIGTERM or SIGINT (status 0).
 pub(crate) fn run(
@@ -118,8 +119,8 @@ struct Said {
     failures: HashSet<u64>,
     /// The last reason the survey itself failed ("" when it worked).
     survey: String,
-    /// Inodes of the namespaces that could not be read in the last pass (and were said).
-    namespaces: HashSet<u64>,
+    /// The namespaces that could not be read in the last pass (and were said).
+    namespaces: UnreadableSaid,
 }
 
 /// One pass: survey, choose, raise; say what changed and what newly failed.
@@ -193,23 +194,15 @@ fn say_once(said: &Said, failing: &mut HashSet<u64>, inode: u64, line: &str) {
 /// Says each namespace that could not be read, once while it stays so (its listeners cannot
 /// be raised), and when one that could not be read is read again.
 fn say_namespaces(found: &Survey, said: &mut Said) {
-    let unread: HashSet<u64> = found
-        .unreadable_namespaces
-        .iter()
-        .map(|ns| ns.netns)
-        .collect();
-    for ns in &found.unreadable_namespaces {
-        if !said.namespaces.contains(&ns.netns) {
-            eprintln!(
-                "cannot read netns={}: {ns}; its listeners are not raised",
-                ns.netns
-            );
-        }
-    }
-    for netns in said.namespaces.difference(&unread) {
-        if found.namespace(*netns).is_some() {
+    let cleared = said.namespaces.update(found, |ns| {
+        eprintln!(
+            "cannot read netns={}: {ns}; its listeners are not raised",
+            ns.netns
+        );
+    });
+    for netns in cleared {
+        if found.namespace(netns).is_some() {
             eprintln!("read netns={netns} again");
         }
     }
-    said.namespaces = unread;
 }
