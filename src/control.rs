@@ -13,7 +13,7 @@ use crate::{sys, Address, Backlog, Error, QueueStats};
 ///
 /// | OS | source |
 /// |---|---|
-/// | Linux, Android | `/proc/sys/net/core/somaxconn` of the calling thread's network namespace; where that cannot be read (a container's masked `/proc/sys`, systemd's `InaccessiblePaths=`), the limit the kernel applies, read back from a listener made for it that asks for the most and is closed at once (on 127.0.0.1 and an ephemeral port, or an unnamed Unix socket where the loopback has no address) |
+/// | Linux, Android | `/proc/sys/net/core/somaxconn` of the calling thread's network namespace; where that cannot be read or reads as no number (a container's masked `/proc/sys`, systemd's `InaccessiblePaths=`, the file masked by `/dev/null` bound over it), the limit the kernel applies, read back from a listener made for it that asks for the most and is closed at once (on 127.0.0.1 and an ephemeral port, or an unnamed Unix socket where the loopback has no address) |
 /// | FreeBSD | `kern.ipc.soacceptqueue` (`kern.ipc.somaxconn` on old releases) |
 /// | macOS, iOS | `kern.ipc.somaxconn` |
 /// | OpenBSD, NetBSD | `kern.somaxconn` |

@@ -491,6 +491,10 @@ impl fmt::Display for NamespaceHint<'_> {
                 "; no such process, file or name"
             }
             "open" if source.raw_os_error() == Some(libc::ESRCH) => "; the process is gone",
+            "open" if source.raw_os_error() == Some(libc::EMFILE) => {
+                "; every network namespace found is held open (one descriptor each) until the \
+                 survey ends: raise the soft limit on open files (ulimit -n, LimitNOFILE=)"
+            }
             _ => "",
         };
         f.write_str(hint)

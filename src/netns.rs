@@ -497,7 +497,9 @@ impl Netns {
     /// [`Error::Namespace`], kind `PermissionDenied`, when this process lacks `CAP_SYS_PTRACE`
     /// (to read every process's namespace) or `CAP_SYS_ADMIN` (to enter them): the message
     /// names the missing capability. A partial list is never returned as if it were all.
-    /// `NotFound` when `/proc` cannot be listed.
+    /// `NotFound` when `/proc` cannot be listed. `EMFILE` (or `ENFILE`) when no descriptor is
+    /// left to open the next one: every namespace found is held open, one descriptor each,
+    /// so a host with more namespaces than the soft `RLIMIT_NOFILE` allows needs it raised.
     ///
     /// ```
     /// match maxlisten::netns::Netns::all() {
@@ -531,6 +533,13 @@ impl Netns {
                     all.vanished += 1;
                     continue;
                 }
+                Err(source) if out_of_descriptors(&source) => {
+                    return Err(Error::Namespace {
+                        netns: format!("(all: {} found so far)", found.len()),
+                        step: "open",
+                        source,
+                    })
+                }
                 Err(_) => {
                     all.unreadable_processes += 1;
                     continue;
@@ -563,6 +572,8 @@ impl Netns {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         seen_inodes.remove(&inode);
                     }
+                    // Not a refusal: the rest would go missing without a trace.
+                    Err(e) if e.io_error().is_some_and(out_of_descriptors) => return Err(e),
                     Err(_) => {
                         seen_inodes.remove(&inode);
                         unreadable = true;
@@ -583,6 +594,7 @@ impl Netns {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => all.vanished += 1,
                 // A stale file whose mount is gone is not a namespace: nothing to count.
                 Err(e) if e.kind() == io::ErrorKind::InvalidInput => {}
+                Err(e) if e.io_error().is_some_and(out_of_descriptors) => return Err(e),
                 Err(_) => all.unreadable_namespaces += 1,
             }
         }
@@ -603,6 +615,12 @@ impl Netns {
 /// Whether an error says the process, thread or file went away.
 fn gone(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::NotFound || err.raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Whether opening failed for want of a descriptor (`EMFILE`: this process's `RLIMIT_NOFILE`;
+/// `ENFILE`: the system's table), which says nothing about the namespace.
+fn out_of_descriptors(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
 
 /// Fails, naming what is missing, unless this process may read and enter every namespace.

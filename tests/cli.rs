@@ -668,6 +668,37 @@ fn where_proc_sys_is_masked_the_limit_is_the_kernels_and_nothing_is_lowered() {
     });
 }
 
+/// A file masked as container runtimes mask one (runc's `maskedPaths`, podman's
+/// `--security-opt mask=`): `/dev/null` bound over it, so that it reads as empty rather than
+/// failing. The limit is then the kernel's, as where `/proc/sys` cannot be read at all.
+#[test]
+fn where_somaxconn_reads_empty_the_limit_is_the_kernels() {
+    const TEST: &str = "where_somaxconn_reads_empty_the_limit_is_the_kernels";
+    if !own_netns(TEST) {
+        return;
+    }
+    in_netns(128, || {
+        let at_limit = start("python create_server", python("create_server", ""), 128);
+        let port = at_limit.port.to_string();
+        let out = Command::new("unshare")
+            .args(["--mount", "sh", "-c"])
+            .arg(
+                "mount --bind /dev/null /proc/sys/net/core/somaxconn && \
+                 [ -z \"$(cat /proc/sys/net/core/somaxconn)\" ] && exec \"$0\" \"$@\"",
+            )
+            .arg(BIN)
+            .args(["survey", "--port", &port])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            stdout.contains("system limit 128 (net.core.somaxconn)"),
+            "{stdout}"
+        );
+    });
+}
+
 #[test]
 fn no_listener_matches_echoes_the_flags_and_all_below_limit_finding_none_is_success() {
     const TEST: &str =

@@ -277,15 +277,77 @@ fn in_a_sandbox_all_is_exactly_what_the_test_made() {
     }
 }
 
+/// More namespaces than descriptors left: `Netns::all` holds each one it finds open, so the
+/// next open fails with `EMFILE`. That is an error naming the limit to raise, not a shorter
+/// list passed off as every namespace (and a survey that then cannot read any of them).
+#[test]
+fn more_namespaces_than_descriptors_is_an_error_not_a_partial_list() {
+    const TEST: &str = "more_namespaces_than_descriptors_is_an_error_not_a_partial_list";
+    if !own_sandbox(TEST) {
+        return;
+    }
+    const MORE: usize = 40;
+    let mut holders: Vec<std::process::Child> = (0..MORE)
+        .map(|_| {
+            std::process::Command::new("unshare")
+                .args(["--net", "sleep", "60"])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Each holder is in its namespace once /proc shows it there.
+    let host = Netns::current().unwrap().inode();
+    for holder in &holders {
+        let path = format!("/proc/{}/ns/net", holder.id());
+        let started = std::time::Instant::now();
+        while std::fs::read_link(&path)
+            .map_or(true, |l| l.to_string_lossy() == format!("net:[{host}]"))
+        {
+            assert!(started.elapsed().as_secs() < 10, "{path}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
+    let before = set_open_files(open_now + (MORE as libc::rlim_t) / 2);
+    let all = Netns::all();
+    let survey = maxlisten::survey::survey_all();
+    set_open_files(before);
+    for holder in &mut holders {
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
+    let err = all.map(|all| all.namespaces.len()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+    assert!(err.to_string().contains("ulimit -n"), "{err}");
+    let err = survey.map(|s| s.namespaces.len()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to `soft`; returns what it was.
+fn set_open_files(soft: libc::rlim_t) -> libc::rlim_t {
+    // SAFETY: rlimit is plain old data; all zeroes is a valid value.
+    let mut limit: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `limit` is a live local the kernel writes.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    assert_eq!(rc, 0, "getrlimit");
+    let was = limit.rlim_cur;
+    limit.rlim_cur = soft;
+    // SAFETY: `limit` is a live, initialised rlimit.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    assert_eq!(rc, 0, "setrlimit");
+    was
+}
+
 /// The tests above that run for any user: as root, [`as_nobody_the_others_run_in_user_namespaces`]
 /// runs them as nobody, through the user namespace path.
-const FOR_ANY_USER: [&str; 6] = [
+const FOR_ANY_USER: [&str; 7] = [
     "all_finds_every_namespace_once_with_its_own_limit_and_names",
     "parse_opens_by_pid_path_and_name",
     "run_sees_the_namespace_own_listeners_and_leaves_the_caller_where_it_was",
     "a_held_namespace_outlives_its_processes",
     "all_finds_a_namespace_only_a_thread_is_in",
     "in_a_sandbox_all_is_exactly_what_the_test_made",
+    "more_namespaces_than_descriptors_is_an_error_not_a_partial_list",
 ];
 
 #[test]

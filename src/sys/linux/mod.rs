@@ -322,14 +322,17 @@ pub(crate) fn own_pidfd_id() -> Option<u64> {
 /// `net.core.somaxconn` of the calling thread's network namespace.
 pub(crate) fn system_limit() -> Option<u32> {
     // /proc/sys/net resolves against the network namespace of the thread that opens it.
-    match std::fs::read_to_string("/proc/sys/net/core/somaxconn") {
-        Ok(text) => text.trim().parse().ok(),
-        Err(_) => limit_as_applied(),
+    let shown = std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok();
+    // A file masked as runtimes mask one (`/dev/null` bound over it) reads as empty.
+    match shown.and_then(|text| text.trim().parse().ok()) {
+        Some(limit) => Some(limit),
+        None => limit_as_applied(),
     }
 }
 
 /// `net.core.somaxconn` of the calling thread's namespace where `/proc/sys` cannot be read (a
-/// container's masked `/proc/sys`, systemd's `InaccessiblePaths=`): the kernel's own clamp, read
+/// container's masked `/proc/sys`, systemd's `InaccessiblePaths=`, the file masked by
+/// `/dev/null` bound over it, which reads as empty): the kernel's own clamp, read
 /// back from a listener made for it that asks for the most (`listen(2)` lowers any backlog above
 /// the limit to the limit, exactly). The listener is on 127.0.0.1 and an ephemeral port, read
 /// with `TCP_INFO`; where the loopback has no address, an unnamed Unix socket (an autobound
