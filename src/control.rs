@@ -146,19 +146,20 @@ pub(crate) fn relisten(socket: &Socket, backlog: u32) -> Result<Backlog, Error> 
 }
 
 /// [`relisten`], except that a request at or above the socket's backlog never lowers it: where
-/// the kernel reports the backlog now and the system limit has fallen below it since the socket
-/// listened, `listen` is not called and the current reading is returned. A request below the
+/// the kernel reports the backlog now, and the system limit has fallen below it since the
+/// socket listened or cannot be known at all (`listen` would lower the backlog to a limit it
+/// cannot see), `listen` is not called and the current reading is returned. A request below the
 /// current backlog is a request to lower it, and is carried out.
 #[cfg(unix)] // socket activation and the survey: Unix only
 pub(crate) fn relisten_raising(socket: &Socket, backlog: u32) -> Result<Backlog, Error> {
     let now = sys::applied_backlog(socket, backlog);
-    if let (crate::BacklogSource::Kernel, Some(current), Some(limit)) =
-        (now.source(), now.applied(), sys::system_limit())
-    {
-        let would = u32::try_from(sys::listen_arg(backlog))
-            .unwrap_or(0)
-            .min(limit);
-        if backlog >= current && would < current {
+    if let (crate::BacklogSource::Kernel, Some(current)) = (now.source(), now.applied()) {
+        let would = sys::system_limit().map(|limit| {
+            u32::try_from(sys::listen_arg(backlog))
+                .unwrap_or(0)
+                .min(limit)
+        });
+        if backlog >= current && would.is_none_or(|would| would < current) {
             return Ok(now);
         }
     }

@@ -321,7 +321,10 @@ impl Inherited {
 /// Every socket is re-listened at the largest backlog: an administrator's explicit `Backlog=`
 /// in the `.socket` unit (or the backlog any other tool listened with) is overridden, for the
 /// socket unit too, across restarts of the service, since systemd keeps the same socket. To
-/// respect it, use [`inherited_keep_backlog`].
+/// respect it, use [`inherited_keep_backlog`]. A backlog is never lowered: where the system
+/// limit has fallen below a socket's backlog since it listened, or cannot be read at all
+/// (`/proc/sys` masked and no socket may be made to measure it), `listen` is not called on it
+/// and its backlog stays as it is.
 ///
 /// Why re-listen: systemd before v254 listened with `SOMAXCONN` (128, or 4096 with glibc 2.31+),
 /// `systemfd` listens with 1, and any of them took the system limit as it was when the socket

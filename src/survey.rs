@@ -649,8 +649,11 @@ fn owners(wanted: &HashSet<u64>) -> (HashMap<u64, Vec<Owner>>, Vec<u32>) {
 /// socket the survey found (its inode, and its `SO_COOKIE` against the survey's cookie): a
 /// pid or a descriptor number may have been reused since. `listen` is never called on
 /// another socket, nor on one that does not listen (that would make it start listening). The
-/// duplicate is closed before returning. The backlog asked for is passed as is: lowering one
-/// is this function's caller's decision.
+/// duplicate is closed before returning. A request at or above the backlog never lowers it:
+/// where the namespace's limit has fallen below the backlog since it listened, or cannot be
+/// read at all (`listen` would cap the request at a limit that may be lower), `listen` is not
+/// called and the backlog as it is is returned. A request below the backlog is carried out:
+/// lowering one is this function's caller's decision.
 ///
 /// # Errors
 ///

@@ -17,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{in_netns, own_netns, ss_send_q, ss_unix, temp_dir};
+use common::{filtered_on_exec, in_netns, own_netns, refusing, ss_send_q, ss_unix, temp_dir};
 use maxlisten::{Error, InheritedListener};
 
 /// Which hand-over case a child checks.
@@ -29,35 +29,6 @@ fn run_child(case: &str, fds: &[RawFd], vars: &[(&str, &str)], pid: Option<&str>
     run_child_denying(case, fds, vars, pid, None)
 }
 
-/// A seccomp filter for the child: `listen(deny, ...)` fails with `EACCES`, as a security
-/// policy refusing the service's `listen` would make it; every other call is allowed.
-fn deny_listen_filter(deny: RawFd) -> [libc::sock_filter; 6] {
-    let stmt = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let load = |offset| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
-    [
-        load(0), // seccomp_data.nr (this machine's own architecture only: a test)
-        jeq(libc::SYS_listen as u32, 0, 2),
-        load(16), // the low half of args[0]
-        jeq(deny as u32, 1, 0),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-        stmt(
-            libc::BPF_RET | libc::BPF_K,
-            libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
-        ),
-    ]
-}
-
 /// As [`run_child`]; with `deny`, the child's `listen` on that descriptor is refused.
 fn run_child_denying(
     case: &str,
@@ -66,7 +37,6 @@ fn run_child_denying(
     pid: Option<&str>,
     deny: Option<RawFd>,
 ) {
-    let filter = deny.map(deny_listen_filter);
     let exe = std::env::current_exe().unwrap();
     let script = match pid {
         None => "LISTEN_PID=$$ exec \"$@\"".to_owned(),
@@ -91,27 +61,18 @@ fn run_child_denying(
     let mut sources = [-1 as RawFd; MAX];
     sources[..fds.len()].copy_from_slice(fds);
     let count = fds.len();
+    // With `deny`, `listen(deny, ...)` fails with `EACCES`, as a security policy refusing the
+    // service's `listen` would make it.
+    if let Some(deny) = deny {
+        filtered_on_exec(
+            &mut command,
+            refusing(libc::SYS_listen, &[deny as u32], libc::EACCES),
+        );
+    }
     // SAFETY: between fork and exec the closure calls only fcntl and dup2, which are
     // async-signal-safe, on fixed-size arrays copied into it: no allocation, no lock.
-    // SAFETY (also): with a filter, the closure calls prctl, async-signal-safe, with a program
-    // copied into the closure before the fork.
     unsafe {
         command.pre_exec(move || {
-            if let Some(filter) = filter {
-                let prog = libc::sock_fprog {
-                    len: filter.len() as u16,
-                    filter: filter.as_ptr() as *mut libc::sock_filter,
-                };
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                    || libc::prctl(
-                        libc::PR_SET_SECCOMP,
-                        libc::SECCOMP_MODE_FILTER,
-                        &prog as *const libc::sock_fprog,
-                    ) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
             // First out of the way (a source may already sit at 3 or 4), then into place;
             // dup2 leaves the new descriptor without close-on-exec.
             let mut high = [-1 as RawFd; MAX];

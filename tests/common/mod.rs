@@ -513,3 +513,65 @@ pub fn temp_dir(test: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A seccomp filter that fails `syscall` with `errno` when the low 32 bits of its first
+/// argument are one of `arg0`, as a security policy would (`RestrictAddressFamilies=`, a
+/// runtime's profile); every other call is allowed. This machine's own architecture only (it is
+/// a test): on i686 `socket` and `listen` may be `socketcall(2)`, which it cannot single out.
+pub fn refusing(syscall: libc::c_long, arg0: &[u32], errno: i32) -> Vec<libc::sock_filter> {
+    assert!(!arg0.is_empty() && arg0.len() < 100);
+    let n = arg0.len() as u8;
+    let stmt = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let load = |offset| stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, offset);
+    let mut filter = vec![
+        load(0), // seccomp_data.nr
+        jeq(syscall as u32, 0, n + 1),
+        load(16), // the low half of args[0]
+    ];
+    for (i, &value) in arg0.iter().enumerate() {
+        filter.push(jeq(value, n - i as u8, 0));
+    }
+    filter.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+    filter.push(stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_ERRNO | errno as u32,
+    ));
+    filter
+}
+
+/// Installs `filter` (see [`refusing`]) in `command`'s process between fork and exec, with
+/// `no_new_privs` as seccomp requires; it holds for what that process execs next.
+pub fn filtered_on_exec(command: &mut std::process::Command, filter: Vec<libc::sock_filter>) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure calls only prctl, async-signal-safe, with a
+    // program made before the fork and moved into it: no allocation, no lock.
+    unsafe {
+        command.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

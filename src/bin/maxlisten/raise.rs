@@ -186,7 +186,13 @@ pub(crate) fn run(args: Args) -> ExitCode {
         if args.dry_run {
             // What the real run would say, short of what only trying tells (ptrace
             // permission, a process gone meanwhile).
-            if l.processes.is_empty() {
+            if let Some(why) = blind(l, p.request) {
+                failed += 1;
+                eprintln!(
+                    "{what}: {} → {target} would fail (dry run): {why}",
+                    l.backlog
+                );
+            } else if l.processes.is_empty() {
                 failed += 1;
                 let why = no_holder(l, p.request);
                 eprintln!(
@@ -203,7 +209,6 @@ pub(crate) fn run(args: Args) -> ExitCode {
                 let applied = applied.map_or_else(|| "unknown".to_string(), |a| a.to_string());
                 println!("{what}: {} → {applied}{note}", l.backlog);
             }
-            Outcome::Already(why) => println!("{what}: {why}"),
             Outcome::Failed(why) => {
                 failed += 1;
                 eprintln!("{what}: {why}");
@@ -317,16 +322,31 @@ pub(crate) enum Outcome {
     /// Changed as asked, to `applied` (`None`: it cannot be read back); `note` says how it
     /// differs from what was expected, if it does.
     Done { applied: Option<u32>, note: String },
-    /// Nothing to do after all: the kernel capped the request at the backlog it had, its
-    /// namespace's limit (which could not be read before). The text says so.
-    Already(String),
     /// Not done: why.
     Failed(String),
+}
+
+/// Why `l` is not re-listened with `request` where its namespace's limit cannot be read:
+/// `listen(2)` caps any request at that limit, which may have fallen below the backlog since
+/// the listener listened, so only a request to lower it is carried out there (as
+/// `survey::relisten` does too).
+fn blind(l: &ListenerInfo, request: u32) -> Option<String> {
+    (l.limit.is_none() && request >= l.backlog).then(|| {
+        format!(
+            "left at {}: its namespace's limit cannot be read here (neither net.core.somaxconn \
+             nor a listener made to measure it), and listen(2) would lower the backlog to that \
+             limit were it lower",
+            l.backlog
+        )
+    })
 }
 
 /// Re-listens `l` with `request` through one of its holders, and judges the backlog read back
 /// against what was asked. `raise` and `raise --watch` both raise through here.
 pub(crate) fn raise_one(l: &ListenerInfo, request: u32) -> Outcome {
+    if let Some(why) = blind(l, request) {
+        return Outcome::Failed(why);
+    }
     match survey::relisten(l, request) {
         Ok(after) => judge(l, request, after),
         Err(err) => Outcome::Failed(chain(&err)),
@@ -367,13 +387,8 @@ fn judge(l: &ListenerInfo, request: u32, after: Backlog) -> Outcome {
             note,
         };
     }
+    // Where the limit cannot be read, only a request to lower gets here (`blind`).
     match (got, l.limit) {
-        // listen(2) caps at the namespace's limit: with the request above the backlog and the
-        // backlog unchanged, the backlog is that limit.
-        (Ordering::Equal, None) if wanted == Ordering::Greater => Outcome::Already(format!(
-            "already {before}, its namespace's limit (listen(2) capped the request at it; \
-             net.core.somaxconn cannot be read here)"
-        )),
         (Ordering::Equal, limit) => Outcome::Failed(format!(
             "the backlog stayed {before}, not the {asked} asked for{}",
             limit.map_or(String::new(), |limit| format!(
@@ -381,12 +396,7 @@ fn judge(l: &ListenerInfo, request: u32, after: Backlog) -> Outcome {
                  since?)"
             ))
         )),
-        (Ordering::Less, None) => Outcome::Failed(format!(
-            "the kernel lowered the backlog to {applied}, its namespace's limit, which cannot be \
-             read here and is below the {before} it had; nothing can take it back above that \
-             limit"
-        )),
-        (Ordering::Less, Some(_)) => Outcome::Failed(format!(
+        (Ordering::Less, _) => Outcome::Failed(format!(
             "the kernel lowered the backlog to {applied}, though {asked} was asked for: its \
              namespace's limit fell below {before} since the survey"
         )),

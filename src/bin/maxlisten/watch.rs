@@ -172,8 +172,6 @@ fn pass(scope: &Scope, selector: &Selector, backlog: Option<u32>, said: &mut Sai
                 eprintln!("raised {what} backlog {} -> {applied}{note}", l.backlog);
                 continue;
             }
-            // Chosen again at every pass (its limit cannot be read): said once, as a failure is.
-            Outcome::Already(why) => format!("not raising {what}: {why}"),
             Outcome::Failed(why) => format!("cannot raise {what} backlog {}: {why}", l.backlog),
         };
         say_once(said, &mut failing, l.inode, &line);
