@@ -17,8 +17,8 @@ mod common;
 use std::process::{Command, Output};
 
 use common::namespaces::{
-    three, unix_answers, unix_path, Fixture, InOwnUserns, Kind, Server, CRI_ID, DOCKER_ID, NODE,
-    POD, PY,
+    namespace_holders, three, unix_answers, unix_path, Fixture, InOwnUserns, Kind, Server, CRI_ID,
+    DOCKER_ID, NODE, POD, PY,
 };
 use common::process::{as_nobody, started, text, Killed};
 use common::{is_host_root, needs_root, own_sandbox};
@@ -433,6 +433,32 @@ fn a_holder_hidden_by_hidepid_is_reported_as_such() {
         "{stderr}"
     );
     assert!(stderr.contains("run as root"), "{stderr}");
+}
+
+/// More namespaces than the soft limit on open files allows (`--all-namespaces` holds each one
+/// open): the command raises its soft limit to the hard one at start, as Go's runtime does, so
+/// the survey still reads every namespace (the library alone fails there: see
+/// `tests/netns_all.rs`).
+#[test]
+fn all_namespaces_beyond_the_soft_limit_on_open_files_are_all_surveyed() {
+    const TEST: &str = "all_namespaces_beyond_the_soft_limit_on_open_files_are_all_surveyed";
+    if !own_sandbox(TEST) {
+        return;
+    }
+    const MORE: usize = 40;
+    let holders = namespace_holders(MORE);
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -Sn 32 && exec \"$0\" \"$@\""])
+        .args([BIN, "survey", "--all-namespaces", "--json"])
+        .output()
+        .unwrap();
+    drop(holders);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let namespaces = json["namespaces"].as_array().unwrap();
+    // The sandbox's own namespace and one per holder.
+    assert_eq!(namespaces.len(), MORE + 1, "{}", text(&out));
+    assert_eq!(json["unreadable_namespaces"], 0, "{}", text(&out));
 }
 
 #[test]

@@ -13,7 +13,7 @@ mod common;
 
 use std::io::Read;
 
-use common::namespaces::{Fixture, InOwnUserns, Kind, Server};
+use common::namespaces::{namespace_holders, Fixture, InOwnUserns, Kind, Server};
 use common::process::{as_nobody, text};
 use common::{needs_root, own_netns, own_sandbox, run_child_test, USERNS_MARK};
 use maxlisten::netns::Netns;
@@ -287,35 +287,13 @@ fn more_namespaces_than_descriptors_is_an_error_not_a_partial_list() {
         return;
     }
     const MORE: usize = 40;
-    let mut holders: Vec<std::process::Child> = (0..MORE)
-        .map(|_| {
-            std::process::Command::new("unshare")
-                .args(["--net", "sleep", "60"])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    // Each holder is in its namespace once /proc shows it there.
-    let host = Netns::current().unwrap().inode();
-    for holder in &holders {
-        let path = format!("/proc/{}/ns/net", holder.id());
-        let started = std::time::Instant::now();
-        while std::fs::read_link(&path)
-            .map_or(true, |l| l.to_string_lossy() == format!("net:[{host}]"))
-        {
-            assert!(started.elapsed().as_secs() < 10, "{path}");
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
+    let holders = namespace_holders(MORE);
     let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as libc::rlim_t;
     let before = set_open_files(open_now + (MORE as libc::rlim_t) / 2);
     let all = Netns::all();
     let survey = maxlisten::survey::survey_all();
     set_open_files(before);
-    for holder in &mut holders {
-        let _ = holder.kill();
-        let _ = holder.wait();
-    }
+    drop(holders);
     let err = all.map(|all| all.namespaces.len()).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "{err}");
     assert!(err.to_string().contains("ulimit -n"), "{err}");

@@ -499,6 +499,31 @@ impl Drop for InOwnUserns {
     }
 }
 
+/// `n` processes (`sleep`), each in a network namespace of its own (`unshare --net`), returned
+/// once `/proc` shows each in it; killed on drop.
+pub fn namespace_holders(n: usize) -> Vec<super::process::Killed> {
+    let here = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let holders: Vec<_> = (0..n)
+        .map(|_| {
+            super::process::Killed(
+                Command::new("unshare")
+                    .args(["--net", "sleep", "120"])
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for holder in &holders {
+        let path = format!("/proc/{}/ns/net", holder.id());
+        let started = Instant::now();
+        while std::fs::read_link(&path).map_or(true, |ns| ns == here) {
+            assert!(started.elapsed() < Duration::from_secs(10), "{path}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    holders
+}
+
 /// Runs a command that must succeed.
 pub fn run(program: &str, args: &[&str]) {
     let out = Command::new(program).args(args).output().unwrap();

@@ -57,7 +57,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // `--all-namespaces` holds every namespace it finds open, one descriptor each, and the
+    // exporter serves many connections: the soft limit on open files (often 1024, kept low for
+    // programs that use select()) is raised to the hard limit, as Go's runtime does at start.
+    // Not for `exec`: the program it runs would inherit it.
+    if !matches!(cli.command, Command::Exec(_)) {
+        let _ = rlimit::increase_nofile_limit(u64::MAX);
+    }
+    match cli.command {
         Command::Report(args) => report::run(args),
         Command::Survey(args) => survey::run(args),
         Command::Raise(args) => raise::run(args),
