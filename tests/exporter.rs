@@ -7,6 +7,9 @@
 //! header timeout while scrapes go on, garbage gets 400 (or a closed connection), oversized heads 431, unknown paths 404, other
 //! methods 405, and many scrapes do not grow its memory.
 //!
+//! Through the scrape job the Prometheus Operator makes of deploy/kubernetes/podmonitor.yaml, a
+//! listener keeps its owner labels (`pod`, `container`) and gets its node.
+//!
 //! With `--all-namespaces` (in a sandbox of its own, see `common::own_sandbox`) a listener of
 //! another network namespace is shown with that namespace's inode and limit.
 //!
@@ -572,4 +575,123 @@ fn all_namespaces_shows_another_namespaces_listener_with_its_own_limit() {
         "{body}"
     );
     assert_eq!(sample(&body, "maxlisten_unreadable_namespaces "), Some(0.0));
+}
+
+/// The relabelings of deploy/kubernetes/podmonitor.yaml as Prometheus's `relabel_configs`
+/// (JSON, which a Prometheus configuration file accepts as YAML), read with python3-yaml; `None`
+/// (the test skips, or fails with `CI=true`) without it.
+fn podmonitor_relabelings(test: &str) -> Option<String> {
+    const TO_JSON: &str = "import sys, json, yaml\n\
+        (ep,) = yaml.safe_load(open(sys.argv[1]))['spec']['podMetricsEndpoints']\n\
+        names = {'sourceLabels': 'source_labels', 'targetLabel': 'target_label'}\n\
+        print(json.dumps([{names.get(k, k): v for k, v in r.items()} for r in ep.get('relabelings', [])]))\n";
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/podmonitor.yaml");
+    let out = ["python3", "/usr/bin/python3"]
+        .into_iter()
+        .find_map(|python| {
+            Command::new(python)
+                .args(["-c", TO_JSON])
+                .arg(&file)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+        });
+    if out.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test} needs python3 with yaml (Debian package python3-yaml); CI=true forbids skipping it"
+        );
+        eprintln!("SKIPPED {test}: needs python3-yaml");
+    }
+    out.map(|o| String::from_utf8(o.stdout).unwrap())
+}
+
+/// deploy/kubernetes/podmonitor.yaml as the Prometheus Operator makes it a scrape job: every
+/// target first gets the scraped pod's `namespace`, `container` and `pod` (and `job`,
+/// `endpoint`), then the PodMonitor's own relabelings. The exporter's `container` and `pod`
+/// labels name each listener's owner; a real Prometheus scraping it through that job must keep
+/// them (a host process has none), not put the maxlisten pod's name on every listener, and adds
+/// the node.
+#[test]
+fn the_podmonitor_job_keeps_the_owner_labels_of_the_listeners() {
+    let test = "the_podmonitor_job_keeps_the_owner_labels_of_the_listeners";
+    if !own_netns(test) || !have(test, "prometheus", "prometheus") {
+        return;
+    }
+    let Some(relabelings) = podmonitor_relabelings(test) else {
+        return;
+    };
+    let dir = temp_dir("exporter-podmonitor");
+    in_netns(3000, || {
+        let (_python, py_port) = listening(&mut python_listen(8));
+        let port = free_port();
+        let _exporter = exporter(port, &[]);
+        // The operator's own relabelings for a PodMonitor (namespace, container, pod, job,
+        // endpoint), on a target with the pod's metadata, then the file's.
+        let operator = r#"[{"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+             {"source_labels": ["__meta_kubernetes_pod_container_name"], "target_label": "container"},
+             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+             {"target_label": "job", "replacement": "maxlisten/maxlisten"},
+             {"target_label": "endpoint", "replacement": "metrics"}]"#;
+        let mut relabel: Vec<serde_json::Value> = serde_json::from_str(operator).unwrap();
+        relabel.extend(serde_json::from_str::<Vec<serde_json::Value>>(&relabelings).unwrap());
+        let relabel = serde_json::to_string(&relabel).unwrap();
+        let prom = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n\
+                 scrape_configs:\n  - job_name: podMonitor/maxlisten/maxlisten/0\n    \
+                 static_configs:\n      - targets: ['127.0.0.1:{port}']\n        \
+                 labels: {{__meta_kubernetes_namespace: maxlisten, __meta_kubernetes_pod_name: maxlisten-x7k2p, \
+                 __meta_kubernetes_pod_container_name: exporter, __meta_kubernetes_pod_node_name: node1}}\n    \
+                 relabel_configs: {relabel}\n"
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let _prometheus = Killed(
+            Command::new("prometheus")
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start prometheus"),
+        );
+        let series = format!("maxlisten_listener_backlog{{local=\"127.0.0.1:{py_port}\"}}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let found = loop {
+            if TcpStream::connect(("127.0.0.1", prom)).is_ok() {
+                let found = query(prom, &series);
+                if !found.is_empty() {
+                    break found;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not get {series} in 60s; its log: {}",
+                std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        let metric = &found[0]["metric"];
+        eprintln!("{series} through the PodMonitor's job: {metric}");
+        assert_eq!(metric["command"], "python3", "{metric}");
+        assert_eq!(metric["node"], "node1", "{metric}");
+        // python3 runs in no container: no pod, no container, under any name.
+        for label in ["pod", "container", "exported_pod", "exported_container"] {
+            assert!(
+                metric.get(label).is_none(),
+                "python3's listener is labelled {label}={}: {metric}",
+                metric[label]
+            );
+        }
+    });
+    let _ = std::fs::remove_dir_all(dir);
 }
