@@ -424,6 +424,9 @@ check(not pod.get("hostNetwork", False), "hostNetwork must stay off")
 check(not pod.get("hostIPC", False), "hostIPC")
 check(pod.get("automountServiceAccountToken") is False, "pod mounts a token")
 check(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", "seccomp")
+# The runtimes' default AppArmor profile allows ptrace only among its own processes: the node's
+# would be unreadable. Set for the pod, so that the watch patch's container has it too.
+check(pod["securityContext"].get("appArmorProfile", {}).get("type") == "Unconfined", "AppArmor profile")
 check(any(t.get("operator") == "Exists" for t in pod.get("tolerations", [])), "runs on every node")
 
 def check_container(c, where):
