@@ -232,9 +232,8 @@ fn survey_all_namespaces_lists_each_with_its_namespace_limit_owner_and_cgroup() 
     }
     let node_in_pod = format!(
         "maxlisten_listener_backlog{{netns=\"{}\",proto=\"tcp\",local=\"127.0.0.1:{NODE}\",\
-         command=\"node\",container=\"{}\",pod=\"{POD}\"}} 511\n",
+         command=\"node\",container_id=\"{CRI_ID}\",pod_uid=\"{POD}\"}} 511\n",
         fixtures[2].inode(),
-        &CRI_ID[..12]
     );
     assert!(prom.contains(&node_in_pod), "{prom}");
     assert!(

@@ -685,7 +685,14 @@ fn the_podmonitor_job_keeps_the_owner_labels_of_the_listeners() {
         assert_eq!(metric["command"], "python3", "{metric}");
         assert_eq!(metric["node"], "node1", "{metric}");
         // python3 runs in no container: no pod, no container, under any name.
-        for label in ["pod", "container", "exported_pod", "exported_container"] {
+        for label in [
+            "pod",
+            "container",
+            "exported_pod",
+            "exported_container",
+            "pod_uid",
+            "container_id",
+        ] {
             assert!(
                 metric.get(label).is_none(),
                 "python3's listener is labelled {label}={}: {metric}",

@@ -122,7 +122,7 @@ const LISTENER_FAMILIES: [ListenerFamily; 4] = [
 ];
 
 /// Every family of a survey (the contract in the README): per listener (labels `netns`,
-/// `proto`, `local`, `command`, `container`, `pod`, and `inode` where two listeners would
+/// `proto`, `local`, `command`, `container_id`, `pod_uid`, and `inode` where two listeners would
 /// otherwise share them all); per namespace its limit, its names and its `TcpExt` counters; and
 /// what could not be read.
 pub(crate) fn survey(found: &Survey, shown: &[&ListenerInfo]) -> String {
@@ -211,8 +211,8 @@ impl Listeners {
     }
 }
 
-/// One listener's labels, escaped: `netns="…",proto="…",local="…",command="…",container="…",
-/// pod="…"`. Each piece is written directly (numbers with `itoa`, an IPv4 address through
+/// One listener's labels, escaped: `netns="…",proto="…",local="…",command="…",
+/// container_id="…",pod_uid="…"`. Each piece is written directly (numbers with `itoa`, an IPv4 address through
 /// [`push_ipv4`]), without `fmt` and, for an IP listener, without an allocation.
 fn write_labels(out: &mut String, l: &ListenerInfo) {
     let first = l.processes.first();
@@ -231,9 +231,9 @@ fn write_labels(out: &mut String, l: &ListenerInfo) {
     }
     out.push_str("\",command=\"");
     push_escaped(out, first.map_or("", |o| &*o.command));
-    out.push_str("\",container=\"");
-    push_escaped(out, container.map_or("", |c| c.short_id()));
-    out.push_str("\",pod=\"");
+    out.push_str("\",container_id=\"");
+    push_escaped(out, container.map_or("", |c| &c.id));
+    out.push_str("\",pod_uid=\"");
     push_escaped(out, container.and_then(|c| c.pod.as_deref()).unwrap_or(""));
     out.push('"');
 }
@@ -582,7 +582,14 @@ mod tests {
             let names: Vec<&str> = labels.iter().map(|(k, _)| k.as_str()).collect();
             assert_eq!(
                 names[..6],
-                ["netns", "proto", "local", "command", "container", "pod"],
+                [
+                    "netns",
+                    "proto",
+                    "local",
+                    "command",
+                    "container_id",
+                    "pod_uid"
+                ],
                 "{line}"
             );
             assert_eq!(labels[0].1, ns.to_string());
