@@ -518,7 +518,10 @@ fn a_namespace_that_cannot_be_entered_is_named_and_fails_the_raise() {
     );
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains(&format!("{name} ({inode}, pid {pid}): could not be read")),
+        table.contains(&format!(
+            "{name} ({inode}, pid {pid}): could not be read: {}; its listeners are missing",
+            std::io::Error::from_raw_os_error(libc::EPERM)
+        )),
         "{table}"
     );
     let out = maxlisten(&["survey", "--all-namespaces", "--json"]);

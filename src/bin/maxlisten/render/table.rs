@@ -74,10 +74,14 @@ fn unreadable_line(ns: &UnreadableNamespace) -> String {
         let names: Vec<String> = ns.names.iter().map(|n| cell(n)).collect();
         format!("{} ({}{pid})", names.join(", "), ns.netns)
     };
-    format!(
-        "  {label}: could not be read ({}), its listeners are missing\n",
-        ns.error().kind()
-    )
+    // The OS's own words for its error ("Operation not permitted"), which say more than the
+    // kind ("uncategorized error" for many).
+    let err = ns.error();
+    let why = err.raw_os_error().map_or_else(
+        || err.kind().to_string(),
+        |code| std::io::Error::from_raw_os_error(code).to_string(),
+    );
+    format!("  {label}: could not be read: {why}; its listeners are missing\n")
 }
 
 /// Text for one cell: control characters (a newline in a socket path, an escape sequence in a
