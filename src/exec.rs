@@ -410,7 +410,9 @@ impl Command {
 
     /// Leaves the backlog of the Unix listener bound at `path` as the program asks. A relative
     /// path is taken from this process's working directory; a relative path the program binds
-    /// is taken from its own.
+    /// is taken from its own at `listen` (`/proc/TID/cwd`). Where that cannot be read, or the
+    /// `/proc` seen is another PID namespace's, every Unix listener bound to a relative path is
+    /// left as the program asks, since it cannot be told from an excepted one.
     ///
     /// ```
     /// let mut command = maxlisten::exec::Command::new("python3");
@@ -829,15 +831,23 @@ fn excepted(socket: &SockRef<'_>, tid: u32, config: &Config) -> bool {
         return config.ports.contains(&inet.port());
     }
     if let Some(path) = addr.as_pathname() {
-        let path = if path.is_absolute() {
-            path.to_owned()
-        } else {
-            match proc::cwd(tid) {
-                Ok(cwd) => cwd.join(path),
-                Err(_) => path.to_owned(),
-            }
+        if config.paths.is_empty() {
+            return false;
+        }
+        if path.is_absolute() {
+            return config.paths.iter().any(|p| p == path);
+        }
+        // A relative path is the program's, from its working directory; where that cannot be
+        // read, or `/proc` is another PID namespace's (its TID names another process), the
+        // path cannot be placed: it is taken as excepted, the call as made, rather than
+        // raising a listener that may have been excepted.
+        if !proc_is_ours() {
+            return true;
+        }
+        return match proc::cwd(tid) {
+            Ok(cwd) => config.paths.contains(&cwd.join(path)),
+            Err(_) => true,
         };
-        return config.paths.contains(&path);
     }
     false
 }

@@ -557,6 +557,63 @@ fn an_excepted_unix_path_keeps_the_programs_backlog() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A Unix listener the program binds at a relative path is placed by its working directory at
+/// `listen`. Under a `/proc` of another PID namespace (`unshare --pid` without `--mount-proc`)
+/// that cannot be read by the caller's thread id (it names another process there): a listener
+/// that may be the excepted one is left as the program asks, not raised past its exception;
+/// with no path excepted it is raised as any other.
+#[test]
+fn a_relative_unix_path_is_excepted_by_the_programs_directory() {
+    if !own_netns("a_relative_unix_path_is_excepted_by_the_programs_directory") {
+        return;
+    }
+    let dir = temp_dir("exec-except-relative");
+    let raised = if has_pidfd_thread() { LIMIT } else { 5 };
+    in_netns(LIMIT, || {
+        for (i, (foreign_proc, except, expected)) in
+            [(false, true, 5), (true, true, 5), (true, false, raised)]
+                .into_iter()
+                .enumerate()
+        {
+            let name = format!("admin{i}.sock");
+            let mut command = if foreign_proc {
+                let mut c = Command::new("unshare");
+                c.args(["--pid", "--fork", "--kill-child", BIN]);
+                c
+            } else {
+                Command::new(BIN)
+            };
+            command.arg("exec");
+            if except {
+                command.arg("--except-path").arg(dir.join(&name));
+            } else {
+                command.args(["--except-port", "1"]);
+            }
+            let mut child = command
+                .args(["--", "python3", "-c", PY, "unix", &name])
+                .current_dir(&dir)
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = BufReader::new(child.stdout.take().unwrap());
+            let mut wrapped = Wrapped { child, out };
+            wrapped.port();
+            let backlog = ss_unix(&name).1;
+            if foreign_proc {
+                // unshare waits on SIGTERM; killed, it takes its namespace down (--kill-child).
+                let _ = wrapped.child.kill();
+                let _ = wrapped.child.wait();
+            }
+            drop(wrapped);
+            assert_eq!(
+                backlog, expected,
+                "foreign /proc {foreign_proc}, excepted {except}"
+            );
+        }
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// --backlog raises to at least its value, and never lowers what the program asks.
 #[test]
 fn backlog_flag_is_a_floor_never_a_ceiling() {
@@ -965,7 +1022,7 @@ import sys; sys.stdin.read()
 /// The tests above that make namespaces of their own: for a user other than root, each runs in
 /// a user namespace ([`own_netns`]). [`as_nobody_the_others_run_in_user_namespaces`] checks
 /// that each took that path.
-const IN_OWN_NAMESPACES: [&str; 17] = [
+const IN_OWN_NAMESPACES: [&str; 18] = [
     "python_main_thread_gets_the_limit",
     "python_other_thread_gets_the_limit",
     "python_forked_child_gets_the_limit",
@@ -979,6 +1036,7 @@ const IN_OWN_NAMESPACES: [&str; 17] = [
     "a_server_that_reloads_gets_the_limit_on_its_new_listener",
     "an_excepted_port_keeps_the_programs_backlog",
     "an_excepted_unix_path_keeps_the_programs_backlog",
+    "a_relative_unix_path_is_excepted_by_the_programs_directory",
     "backlog_flag_is_a_floor_never_a_ceiling",
     "the_library_supervises_as_the_command_does",
     "as_pid_1_of_a_container_it_forwards_reaps_and_exits_with_the_status",
