@@ -145,23 +145,42 @@ pub(crate) fn relisten(socket: &Socket, backlog: u32) -> Result<Backlog, Error> 
     Ok(sys::applied_backlog(socket, backlog))
 }
 
-/// [`relisten`], except that a request at or above the socket's backlog never lowers it: where
-/// the kernel reports the backlog now, and the system limit has fallen below it since the
-/// socket listened or cannot be known at all (`listen` would lower the backlog to a limit it
-/// cannot see), `listen` is not called and the current reading is returned. A request below the
-/// current backlog is a request to lower it, and is carried out.
+/// [`relisten`], except that a request at or above the socket's backlog never lowers it.
+/// `listen` caps the request at the limit of the socket's own network namespace; where that
+/// limit has fallen below the backlog since the socket listened, or cannot be known (it cannot
+/// be read, or the socket is of another namespace than the calling thread's), `listen` is not
+/// called and the current reading (or, where the kernel cannot report one, an unknown backlog)
+/// is returned. A request below the current backlog (as the kernel reports it) is a request to
+/// lower it, and is carried out.
 #[cfg(unix)] // socket activation and the survey: Unix only
 pub(crate) fn relisten_raising(socket: &Socket, backlog: u32) -> Result<Backlog, Error> {
     let now = sys::applied_backlog(socket, backlog);
-    if let (crate::BacklogSource::Kernel, Some(current)) = (now.source(), now.applied()) {
-        let would = sys::system_limit().map(|limit| {
-            u32::try_from(sys::listen_arg(backlog))
-                .unwrap_or(0)
-                .min(limit)
+    let current = match now.source() {
+        crate::BacklogSource::Kernel => now.applied(),
+        _ => None,
+    };
+    if current.is_some_and(|current| backlog < current) {
+        return relisten(socket, backlog);
+    }
+    let foreign = sys::socket_is_in_calling_netns(socket) == Some(false);
+    let limit = if foreign { None } else { sys::system_limit() };
+    let would = limit.map(|limit| {
+        u32::try_from(sys::listen_arg(backlog))
+            .unwrap_or(0)
+            .min(limit)
+    });
+    let may_lower = match (current, would) {
+        (Some(current), Some(would)) => would < current,
+        // Nothing to compare with: a limit that cannot be known could be below the backlog.
+        (Some(_), None) => true,
+        (None, _) => foreign,
+    };
+    if may_lower {
+        // Not re-listened: what the kernel reports, or unknown (not the limit standing in).
+        return Ok(match current {
+            Some(_) => now,
+            None => Backlog::new(backlog, None, crate::BacklogSource::Unknown),
         });
-        if backlog >= current && would.is_none_or(|would| would < current) {
-            return Ok(now);
-        }
     }
     relisten(socket, backlog)
 }

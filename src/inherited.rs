@@ -321,10 +321,13 @@ impl Inherited {
 /// Every socket is re-listened at the largest backlog: an administrator's explicit `Backlog=`
 /// in the `.socket` unit (or the backlog any other tool listened with) is overridden, for the
 /// socket unit too, across restarts of the service, since systemd keeps the same socket. To
-/// respect it, use [`inherited_keep_backlog`]. A backlog is never lowered: where the system
-/// limit has fallen below a socket's backlog since it listened, or cannot be read at all
-/// (`/proc/sys` masked and no socket may be made to measure it), `listen` is not called on it
-/// and its backlog stays as it is.
+/// respect it, use [`inherited_keep_backlog`]. A backlog is never lowered: `listen` caps the
+/// request at the limit of the socket's own network namespace, so where that limit has fallen
+/// below a socket's backlog since it listened, or cannot be known (`/proc/sys` masked and no
+/// socket may be made to measure it; or the socket is of another network namespace than this
+/// process, as a service with `PrivateNetwork=` gets its socket unit's, whose limit cannot be
+/// read from here; told by `SO_NETNS_COOKIE`, Linux 5.14+), `listen` is not called on it and
+/// its backlog stays as it is.
 ///
 /// Why re-listen: systemd before v254 listened with `SOMAXCONN` (128, or 4096 with glibc 2.31+),
 /// `systemfd` listens with 1, and any of them took the system limit as it was when the socket

@@ -128,6 +128,19 @@ pub(crate) fn finish_unix_mode(
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use os::{netns, own_pidfd_id, pidfd, proc, sock_diag};
+
+/// Whether `socket` belongs to the calling thread's network namespace; `None` where that
+/// cannot be told, and where the OS has no network namespaces (every socket is of the one).
+#[cfg(unix)]
+pub(crate) fn socket_is_in_calling_netns(socket: &socket2::Socket) -> Option<bool> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return os::netns::socket_is_in_calling_netns(std::os::fd::AsFd::as_fd(socket));
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = socket;
+        None
+    }
+}
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) use os::{seccomp, supervise};
 

@@ -15,6 +15,9 @@
 //!   `unshare(CLONE_FS)` first (only mount and user namespaces do). Sockets made by the thread
 //!   afterwards belong to that namespace for their whole life; `/proc/sys/net` and
 //!   `/proc/thread-self/net` opened by it show that namespace.
+//! - Which namespace a socket belongs to: `getsockopt(SO_NETNS_COOKIE)` (Linux 5.14), the same
+//!   for every socket of one namespace, compared with a socket made by the calling thread.
+//!   (`ioctl(SIOCGSKNS)` would open the namespace itself, but needs `CAP_NET_ADMIN` there.)
 
 use std::ffi::CString;
 use std::io;
@@ -220,6 +223,54 @@ pub(crate) fn run_inside_each<T: Send>(
             .map(|r| r.unwrap_or_else(|| Err(io::Error::other("not run"))))
             .collect())
     })
+}
+
+/// `SO_NETNS_COOKIE` (asm-generic/socket.h; not in every libc): 71 on the architectures this
+/// crate builds for, other values on alpha, mips, parisc and sparc.
+#[cfg(any(
+    target_arch = "x86",
+    target_arch = "x86_64",
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "s390x",
+    target_arch = "loongarch64"
+))]
+const SO_NETNS_COOKIE: Option<libc::c_int> = Some(71);
+#[cfg(not(any(
+    target_arch = "x86",
+    target_arch = "x86_64",
+    target_arch = "arm",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "powerpc64",
+    target_arch = "s390x",
+    target_arch = "loongarch64"
+)))]
+const SO_NETNS_COOKIE: Option<libc::c_int> = None;
+
+/// Whether `socket` belongs to the calling thread's network namespace: its `SO_NETNS_COOKIE`
+/// against that of a socket made here and closed at once (Unix, or netlink where a policy
+/// refuses Unix sockets). `None` where that cannot be told (before Linux 5.14, or no socket
+/// may be made).
+pub(crate) fn socket_is_in_calling_netns(socket: BorrowedFd<'_>) -> Option<bool> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::os::fd::AsFd;
+
+    let name = SO_NETNS_COOKIE?;
+    let theirs = super::sock_diag::socket_option_u64(socket, name).ok()?;
+    let here = Socket::new(Domain::UNIX, Type::DGRAM, None)
+        .or_else(|_| {
+            Socket::new(
+                Domain::from(libc::AF_NETLINK),
+                Type::DGRAM,
+                Some(Protocol::from(libc::NETLINK_ROUTE)),
+            )
+        })
+        .ok()?;
+    let ours = super::sock_diag::socket_option_u64(here.as_fd(), name).ok()?;
+    Some(theirs == ours)
 }
 
 #[cfg(test)]

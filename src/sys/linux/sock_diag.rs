@@ -369,6 +369,11 @@ fn cookie(bytes: [u8; 8]) -> u64 {
 
 /// `SO_COOKIE` of a socket (Linux 4.11+): the cookie `sock_diag` reports for it.
 pub(crate) fn cookie_of(socket: BorrowedFd<'_>) -> io::Result<u64> {
+    socket_option_u64(socket, libc::SO_COOKIE)
+}
+
+/// A 64-bit `SOL_SOCKET` option of a socket.
+pub(crate) fn socket_option_u64(socket: BorrowedFd<'_>, name: libc::c_int) -> io::Result<u64> {
     let mut value = 0u64;
     let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
     // SAFETY: `value` and `len` are live locals; the kernel writes at most `len` bytes to
@@ -377,7 +382,7 @@ pub(crate) fn cookie_of(socket: BorrowedFd<'_>) -> io::Result<u64> {
         libc::getsockopt(
             socket.as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_COOKIE,
+            name,
             (&mut value as *mut u64).cast(),
             &mut len,
         )
