@@ -180,20 +180,7 @@ fn prometheus_scrapes_the_exporter() {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let _prometheus = Killed(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start prometheus"),
-        );
+        let _prometheus = start_prometheus(&dir, &config, prom);
         let deadline = Instant::now() + Duration::from_secs(60);
         let series = format!("maxlisten_listener_backlog{{local=\"127.0.0.1:{py_port}\"}}");
         let (up, found) = loop {
@@ -650,20 +637,7 @@ fn the_podmonitor_job_keeps_the_owner_labels_of_the_listeners() {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let _prometheus = Killed(
-            Command::new("prometheus")
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{prom}"))
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("start prometheus"),
-        );
+        let _prometheus = start_prometheus(&dir, &config, prom);
         let series = format!("maxlisten_listener_backlog{{local=\"127.0.0.1:{py_port}\"}}");
         let deadline = Instant::now() + Duration::from_secs(60);
         let found = loop {
@@ -701,4 +675,23 @@ fn the_podmonitor_job_keeps_the_owner_labels_of_the_listeners() {
         }
     });
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A real Prometheus server with `config`, its data and log (`prometheus.log`) in `dir`,
+/// serving its API on 127.0.0.1:`port`; killed on drop.
+fn start_prometheus(dir: &Path, config: &Path, port: u16) -> Killed {
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    Killed(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus"),
+    )
 }

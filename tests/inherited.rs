@@ -317,32 +317,14 @@ fn child_adopts() {
 fn hand_over_by_hand() {
     let dir = temp_dir("inherited-hand");
     // As systemfd does: listening with a backlog of 1.
-    let tcp = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    tcp.bind(
-        &"127.0.0.1:0"
-            .parse::<std::net::SocketAddr>()
-            .unwrap()
-            .into(),
-    )
-    .unwrap();
+    let tcp = tcp_bound();
     tcp.listen(1).unwrap();
-    let unix = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
-    unix.bind(&socket2::SockAddr::unix(dir.join("admin.sock")).unwrap())
-        .unwrap();
-    unix.listen(1).unwrap();
+    let unix = unix_listener(dir.join("admin.sock"), 1);
     let (t, u) = (tcp.as_raw_fd(), unix.as_raw_fd());
     let names = [("LISTEN_FDS", "2"), ("LISTEN_FDNAMES", "web:admin")];
     run_child("good", &[t, u], &names, None);
     // A fresh one: the child above re-listened `tcp` (the same socket) at the limit.
-    let small = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    small
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
+    let small = tcp_bound();
     small.listen(1).unwrap();
     run_child("keep", &[small.as_raw_fd()], &[("LISTEN_FDS", "1")], None);
     run_child(
@@ -354,16 +336,7 @@ fn hand_over_by_hand() {
 
     let file = std::fs::File::create(dir.join("plain.txt")).unwrap();
     let bound = TcpListener::bind("127.0.0.1:0").unwrap();
-    let not_listening =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    not_listening
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
+    let not_listening = tcp_bound();
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let one = [("LISTEN_FDS", "1")];
     run_child("another-pid", &[t], &one, Some("1"));
@@ -396,14 +369,7 @@ fn hand_over_by_hand() {
 #[test]
 fn a_refused_listen_sets_back_the_sockets_raised_before_it() {
     let listening = |backlog| {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
+        let s = tcp_bound();
         s.listen(backlog).unwrap();
         s
     };
@@ -436,7 +402,10 @@ fn sockets_of_another_namespace_are_not_relistened() {
     }
     let dir = temp_dir("inherited-foreign");
     let (a, b) = in_netns(4096, || {
-        (unix_listener(&dir, "a.sock"), unix_listener(&dir, "b.sock"))
+        (
+            unix_listener(dir.join("a.sock"), 16),
+            unix_listener(dir.join("b.sock"), 16),
+        )
     });
     run_child_denying(
         "foreign-left-alone",
@@ -462,7 +431,7 @@ fn a_refused_listen_sets_back_a_unix_socket_raised_before_it() {
     let dir = temp_dir("inherited-refused");
     // The child runs in the sockets' own namespace.
     in_netns(4096, || {
-        let unix = unix_listener(&dir, "b.sock");
+        let unix = unix_listener(dir.join("b.sock"), 16);
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let before = maxlisten::queue_stats(&tcp).unwrap().backlog;
         run_child_denying(
@@ -478,12 +447,19 @@ fn a_refused_listen_sets_back_a_unix_socket_raised_before_it() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// A Unix listener bound at `dir/name`, listening with a backlog of 16.
-fn unix_listener(dir: &std::path::Path, name: &str) -> socket2::Socket {
+/// A Unix listener bound at `path`, listening with `backlog`.
+fn unix_listener(path: impl AsRef<std::path::Path>, backlog: i32) -> socket2::Socket {
     let s = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
-    s.bind(&socket2::SockAddr::unix(dir.join(name)).unwrap())
-        .unwrap();
-    s.listen(16).unwrap();
+    s.bind(&socket2::SockAddr::unix(path).unwrap()).unwrap();
+    s.listen(backlog).unwrap();
+    s
+}
+
+/// A TCP socket bound to 127.0.0.1 and an ephemeral port, not listening.
+fn tcp_bound() -> socket2::Socket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&addr.into()).unwrap();
     s
 }
 
@@ -498,12 +474,7 @@ fn keep_backlog_of_a_socket_the_kernel_cannot_read_is_unknown() {
     let dir = temp_dir("inherited-unknown");
     let path = dir.join("other-ns.sock");
     // Made, with a backlog of 16, in a network namespace the child is not in.
-    let listener = in_netns(4096, || {
-        let s = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None).unwrap();
-        s.bind(&socket2::SockAddr::unix(&path).unwrap()).unwrap();
-        s.listen(16).unwrap();
-        s
-    });
+    let listener = in_netns(4096, || unix_listener(&path, 16));
     run_child(
         "keep-unknown",
         &[listener.as_raw_fd()],
@@ -524,14 +495,7 @@ fn a_socket_of_another_namespace_is_not_lowered_to_its_fallen_limit() {
         return;
     }
     let listener = in_netns(4096, || {
-        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-        s.bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .unwrap()
-                .into(),
-        )
-        .unwrap();
+        let s = tcp_bound();
         s.listen(4096).unwrap();
         common::set_somaxconn(1024);
         s

@@ -226,8 +226,8 @@ pub(crate) fn run_inside_each<T: Send>(
 }
 
 /// `SO_NETNS_COOKIE` (asm-generic/socket.h; not in every libc): 71 on the architectures this
-/// crate builds for, other values on alpha, mips, parisc and sparc.
-#[cfg(any(
+/// crate builds for, other values on alpha, mips, parisc and sparc (unknown here: `None`).
+const SO_NETNS_COOKIE: Option<libc::c_int> = if cfg!(any(
     target_arch = "x86",
     target_arch = "x86_64",
     target_arch = "arm",
@@ -236,19 +236,11 @@ pub(crate) fn run_inside_each<T: Send>(
     target_arch = "powerpc64",
     target_arch = "s390x",
     target_arch = "loongarch64"
-))]
-const SO_NETNS_COOKIE: Option<libc::c_int> = Some(71);
-#[cfg(not(any(
-    target_arch = "x86",
-    target_arch = "x86_64",
-    target_arch = "arm",
-    target_arch = "aarch64",
-    target_arch = "riscv64",
-    target_arch = "powerpc64",
-    target_arch = "s390x",
-    target_arch = "loongarch64"
-)))]
-const SO_NETNS_COOKIE: Option<libc::c_int> = None;
+)) {
+    Some(71)
+} else {
+    None
+};
 
 /// Whether `socket` belongs to the calling thread's network namespace: its `SO_NETNS_COOKIE`
 /// against that of a socket made here and closed at once (Unix, or netlink where a policy
